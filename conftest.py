@@ -1,0 +1,142 @@
+"""The per-backend fixture: every test that takes `xp` runs on each selected backend.
+
+Selection: ``--backends`` (overrides) or the ``XAFFINE_BACKENDS`` environment variable,
+a comma list of names from ``xaffine._backends.BACKENDS``. Unset (or ``auto``): every
+backend, those that cannot run here skipped with the reason. A list, or ``all``: those
+backends must run, and the run fails at start-up if one cannot.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pytest
+from array_api_extra.testing import patch_lazy_xp_functions
+
+from xaffine._backends import BACKENDS, BackendUnavailable, find_backend
+
+ENV = "XAFFINE_BACKENDS"
+_LOADED = pytest.StashKey[dict[str, Any]]()
+_EXPLICIT = pytest.StashKey[bool]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--backends",
+        default=None,
+        help=f"comma list of backends that must run (overrides ${ENV}); 'all' or 'auto'",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "skip_backend(name, *, reason): skip this test on one backend")
+    config.addinivalue_line("markers", "xfail_backend(name, *, reason): expect this test to fail on one backend")
+    raw = config.getoption("--backends") or os.environ.get(ENV, "")
+    raw = raw.strip()
+    explicit = raw not in ("", "auto")
+    names = [b.name for b in BACKENDS] if raw in ("", "auto", "all") else raw.split(",")
+    loaded: dict[str, Any] = {}
+    for name in names:
+        try:
+            backend = find_backend(name)
+        except ValueError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        try:
+            xp, device = backend.load(exact=True)
+        except BackendUnavailable as exc:
+            if explicit:
+                msg = f"backend {backend.name!r} was requested ({raw!r}) but cannot run here: {exc.reason}"
+                raise pytest.UsageError(msg) from None
+            loaded[backend.name] = exc
+            continue
+        loaded[backend.name] = (xp, device)
+    config.stash[_LOADED] = loaded
+    config.stash[_EXPLICIT] = explicit
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    loaded = config.stash[_LOADED]
+    usable = [n for n, v in loaded.items() if not isinstance(v, Exception)]
+    return f"xaffine backends: {', '.join(usable)}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "backend" in metafunc.fixturenames:
+        names = list(metafunc.config.stash[_LOADED])
+        metafunc.parametrize("backend", names, indirect=True, ids=names)
+
+
+@dataclass(frozen=True)
+class BackendCase:
+    """A backend under test: its namespace, device, and how inputs reach it."""
+
+    name: str
+    xp: Any
+    device: Any
+
+    @property
+    def readonly(self) -> bool:
+        return self.name == "numpy:readonly"
+
+    @property
+    def lazy(self) -> bool:
+        return self.name.partition(":")[0] in ("dask", "jax")
+
+    def has(self, dtype: str) -> bool:
+        """Whether the backend has this dtype (array_api_strict has no float16)."""
+        return hasattr(self.xp, dtype)
+
+    def dtype(self, name: str) -> Any:
+        if not self.has(name):
+            pytest.skip(f"{self.name} has no {name}")
+        return getattr(self.xp, name)
+
+    def asarray(self, host: Any, dtype: str | None = None) -> Any:
+        """Move host data (NumPy, or a Python number) to this backend and device."""
+        host = np.asarray(host)
+        if dtype is not None:
+            host = host.astype(dtype)
+        if self.readonly:
+            host = host.copy()
+            host.flags.writeable = False
+            return host
+        return self.xp.asarray(host, device=self.device)
+
+
+def _backend_marks(request: pytest.FixtureRequest, name: str) -> None:
+    known = {b.name for b in BACKENDS}
+    for marker in request.node.iter_markers():
+        if marker.name not in ("skip_backend", "xfail_backend"):
+            continue
+        (target,) = marker.args
+        reason = marker.kwargs.get("reason")
+        if target not in known or not reason:
+            msg = f"{marker.name}({target!r}) needs a known backend and a reason=; known: {sorted(known)}"
+            raise pytest.UsageError(msg)
+        if target != name:
+            continue
+        if marker.name == "skip_backend":
+            pytest.skip(reason)
+        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest) -> BackendCase:
+    """The backend under test (parametrized over the selected backends)."""
+    name = request.param
+    loaded = request.config.stash[_LOADED][name]
+    if isinstance(loaded, Exception):
+        pytest.skip(f"{name}: {loaded.kind}: {loaded.reason}")
+    _backend_marks(request, name)
+    xp, device = loaded
+    return BackendCase(name, xp, device)
+
+
+@pytest.fixture
+def xp(backend: BackendCase, request: pytest.FixtureRequest) -> Any:
+    """The namespace under test; functions tagged lazy run jitted (JAX) or compute-free (Dask)."""
+    with patch_lazy_xp_functions(request, xp=backend.xp):
+        yield backend.xp

@@ -1,0 +1,208 @@
+"""The functional core on every backend, every shape of MATH.md and every dtype."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from array_api_extra.testing import lazy_xp_function
+
+from tests.helpers import DTYPES, assert_matches, host_random, reference_backward, reference_forward, wide
+from xaffine import affine, affine_backward, affine_jvp, affine_vjp
+from xaffine.testing import check_adjoint, check_vjp
+
+
+def vjp_apply(x, weight, bias, grad, wrt=("x", "weight", "bias")):
+    """`affine_vjp` followed by its vjp, as one function that can be jitted."""
+    out, vjp = affine_vjp(x, weight, bias)
+    return out, vjp(grad, wrt=wrt)
+
+
+for _func in (affine, affine_backward, affine_jvp, vjp_apply):
+    lazy_xp_function(_func)
+
+# (x shape, out_features): definition 2, including 1-D inputs and zero sizes.
+SHAPES_2 = [
+    ((5,), 4),
+    ((7, 5), 4),
+    ((0, 5), 4),
+    ((2, 0, 5), 4),
+    ((2, 3, 5), 4),
+    ((3, 1), 1),
+    ((4, 0), 3),
+]
+# x shapes for definition 1 (a 1-D weight).
+SHAPES_1 = [(5,), (7, 5), (2, 3, 5), (0, 5)]
+
+
+def make_inputs(backend, x_shape, n, dtype, bias_kind, seed=0):
+    """Host inputs and their backend copies; `n` None means definition 1."""
+    k = x_shape[-1]
+    x = host_random(x_shape, dtype, seed)
+    w = host_random((k,) if n is None else (n, k), dtype, seed + 1)
+    if bias_kind == "none":
+        b = None
+    elif bias_kind == "number":
+        b = 0.75
+    else:
+        b = host_random(() if n is None else (n,), dtype, seed + 2)
+    as_xp = backend.asarray
+    b_xp = b if b is None or bias_kind == "number" else as_xp(b)
+    return (x, w, b), (as_xp(x), as_xp(w), b_xp)
+
+
+def grad_for(backend, x_shape, n, dtype, seed=5):
+    shape = x_shape[:-1] + (() if n is None else (n,))
+    g = host_random(shape, dtype, seed)
+    return g, backend.asarray(g)
+
+
+CASES = [(s, n, "array") for s, n in SHAPES_2] + [(s, n, "none") for s, n in SHAPES_2[:3]]
+CASES += [(s, None, kind) for s in SHAPES_1 for kind in ("array", "number", "none")]
+CASE_IDS = [f"{'x'.join(map(str, s))}-{'w1d' if n is None else n}-{kind}" for s, n, kind in CASES]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("x_shape", "n", "bias_kind"), CASES, ids=CASE_IDS)
+class TestAgainstReference:
+    def test_forward(self, xp, backend, x_shape, n, bias_kind, dtype):
+        backend.dtype(dtype)
+        host, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
+        out = affine(*args)
+        assert_matches(out, reference_forward(*host), backend, dtype, x_shape[-1])
+
+    def test_backward(self, xp, backend, x_shape, n, bias_kind, dtype):
+        backend.dtype(dtype)
+        host, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
+        g_host, g = grad_for(backend, x_shape, n, dtype)
+        grads = affine_backward(g, *args)
+        expected = reference_backward(g_host, *host)
+        m = int(np.prod(x_shape[:-1]))
+        for name, actual, ref, length in zip(("x", "weight", "bias"), grads, expected, (n or 1, m, m), strict=True):
+            if ref is None:
+                assert actual is None, name
+                continue
+            assert_matches(actual, ref, backend, dtype, length)
+
+    def test_vjp_equals_backward(self, xp, backend, x_shape, n, bias_kind, dtype):
+        backend.dtype(dtype)
+        _, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
+        _, g = grad_for(backend, x_shape, n, dtype)
+        out, grads = vjp_apply(*args, g)
+        backward = affine_backward(g, *args)
+        assert_matches(out, np.asarray(_host(affine(*args))), backend, dtype, 1)
+        for actual, expected in zip(grads, backward, strict=True):
+            assert (actual is None) == (expected is None)
+            if actual is not None:
+                assert_matches(actual, _host(expected), backend, dtype, 1)
+
+    def test_jvp_exact(self, xp, backend, x_shape, n, bias_kind, dtype):
+        backend.dtype(dtype)
+        host, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
+        t_host, t_args = make_inputs(backend, x_shape, n, dtype, bias_kind, seed=10)
+        tangents = tuple(
+            None if a is None else (1.5 if kind == "number" else a)
+            for a, kind in zip(t_args, ("a", "a", bias_kind), strict=True)
+        )
+        out, tangent_out = affine_jvp(*args, tangents)
+        x, w, _ = (wide(h) for h in host)
+        dx, dw, db = (wide(h) for h in t_host)
+        expected = reference_forward(dx, w, None) + reference_forward(x, dw, None)
+        if tangents[2] is not None:
+            expected = expected + (1.5 if bias_kind == "number" else db)
+        assert_matches(out, reference_forward(*host), backend, dtype, x_shape[-1])
+        assert_matches(tangent_out, expected, backend, dtype, 2 * x_shape[-1])
+
+
+def _host(a):
+    from xaffine._backends import to_numpy
+
+    return to_numpy(a)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "complex128", "float32", "complex64", "float16"])
+@pytest.mark.parametrize(
+    ("x_shape", "n", "bias_kind"),
+    [((3, 4), 2, "array"), ((2, 3, 4), 3, "array"), ((3, 4), None, "number"), ((4,), None, "array")],
+)
+def test_gradient_checks(backend, x_shape, n, bias_kind, dtype):
+    """The adjoint identity in every dtype; finite differences (float64) on every backend."""
+    backend.dtype(dtype)
+    _, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
+    names = ("x", "weight", "bias")
+    check_adjoint(lambda t, *a: affine_jvp(*a, t)[1], lambda ct, *a: affine_backward(ct, *a), args, argnames=names)
+    check_vjp(affine, lambda ct, *a: affine_backward(ct, *a), args, mode="fast", argnames=names)
+    if int(np.prod(x_shape)) <= 12:
+        check_vjp(affine, lambda ct, *a: affine_backward(ct, *a), args, mode="full", argnames=names)
+
+
+@pytest.mark.parametrize("wrt", [("x",), ("weight",), ("bias",), ("x", "bias"), "weight", ()])
+def test_wrt_computes_only_what_is_asked(xp, backend, wrt):
+    _, args = make_inputs(backend, (6, 5), 3, "float64", "array")
+    _, g = grad_for(backend, (6, 5), 3, "float64")
+    grads = affine_backward(g, *args, wrt=wrt)
+    asked = {wrt} if isinstance(wrt, str) else set(wrt)
+    for name in ("x", "weight", "bias"):
+        assert (getattr(grads, name) is not None) == (name in asked), name
+
+
+def test_skipped_gradients_skip_their_products(backend, monkeypatch):
+    """A gradient not asked for costs no matrix product."""
+    if backend.name != "numpy":
+        pytest.skip("counts products through NumPy's ndarray, the one backend whose matmul is patchable")
+    import xaffine._core as core
+
+    calls = []
+    real = core._matmul_conj
+
+    def counting(a, b, xp):
+        calls.append(b.shape)
+        return real(a, b, xp)
+
+    monkeypatch.setattr(core, "_matmul_conj", counting)
+    _, args = make_inputs(backend, (6, 5), 3, "float64", "array")
+    _, g = grad_for(backend, (6, 5), 3, "float64")
+    affine_backward(g, *args, wrt=("bias",))
+    assert calls == []
+    affine_backward(g, *args, wrt=("weight",))
+    assert calls == [(6, 5)]
+
+
+def test_inputs_are_never_modified(xp, backend):
+    host, args = make_inputs(backend, (4, 3, 5), 2, "float64", "array")
+    _, g = grad_for(backend, (4, 3, 5), 2, "float64")
+    affine(*args)
+    affine_backward(g, *args)
+    vjp_apply(*args, g)
+    affine_jvp(*args, args)
+    for before, after in zip(host, args, strict=True):
+        np.testing.assert_array_equal(_host(after), before)
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf])
+def test_nan_and_inf_propagate(xp, backend, special):
+    x = np.ones((3, 4))
+    x[1, 2] = special
+    out = affine(backend.asarray(x), backend.asarray(np.ones((2, 4))), backend.asarray(np.zeros(2)))
+    result = _host(out)
+    assert np.all(np.isfinite(result[[0, 2]]))
+    assert np.all(np.isnan(result[1]) if np.isnan(special) else np.isinf(result[1]))
+
+
+def test_explicit_namespace(backend):
+    _, args = make_inputs(backend, (4, 3), 2, "float64", "array")
+    out = affine(*args, xp=backend.xp)
+    assert_matches(out, _host(affine(*args)), backend, "float64", 1)
+
+
+def test_dask_keeps_the_batch_chunks(backend):
+    if backend.name != "dask":
+        pytest.skip("chunking is a Dask property")
+    import dask.array as da
+
+    x = da.from_array(host_random((8, 6, 5), "float64", 0), chunks=(2, 6, 5))
+    w, b = backend.asarray(host_random((3, 5), "float64", 1)), backend.asarray(np.zeros(3))
+    out = affine(x, w, b)
+    assert out.chunks[0] == (2, 2, 2, 2)
+    grads = affine_backward(da.ones(out.shape, chunks=(2, 6, 3)), x, w, b)
+    assert grads.x.chunks[0] == (2, 2, 2, 2)
+    assert grads.weight.numblocks == (1, 1)

@@ -1,0 +1,26 @@
+"""The test harness itself: lazy backends really run jitted or compute-free."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from array_api_extra.testing import lazy_xp_function
+
+from xaffine._backends import to_numpy
+
+
+def materialise(a):
+    """A function that wrongly pulls its input to the host."""
+    return float(to_numpy(a).sum())
+
+
+lazy_xp_function(materialise)
+
+
+def test_dask_refuses_computes_and_jax_refuses_host_pulls(xp, backend):
+    a = backend.asarray(np.ones(3))
+    if backend.name.partition(":")[0] not in ("dask", "jax"):
+        assert materialise(a) == 3.0
+        return
+    with pytest.raises(Exception, match=r"(?i)compute|concret|tracer|abstract"):
+        materialise(a)

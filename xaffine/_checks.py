@@ -1,0 +1,240 @@
+"""Input checks at the public boundary: namespaces, shapes, dtypes and devices.
+
+Only metadata is inspected, never values: a value check would force a compute on
+Dask and fail under ``jax.jit``. Every message names the parameter, what arrived
+and what was expected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from numbers import Number
+from typing import Any
+
+import array_api_compat
+
+from ._typing import Array, Namespace
+
+__all__ = [
+    "GRAD_NAMES",
+    "check_grad",
+    "check_inputs",
+    "check_tangents",
+    "check_wrt",
+    "library_name",
+    "namespace_of",
+    "output_shape",
+]
+
+GRAD_NAMES = ("x", "weight", "bias")
+_ALL_GRADS = frozenset(GRAD_NAMES)
+
+
+def is_number(value: object) -> bool:
+    """Whether `value` is a Python (or NumPy) scalar number, bools excluded."""
+    return isinstance(value, Number) and not isinstance(value, bool)
+
+
+def library_name(a: object) -> str:
+    """The name of the library an array comes from, for messages."""
+    top = type(a).__module__.partition(".")[0]
+    return {"jaxlib": "jax", "builtins": type(a).__name__}.get(top, top)
+
+
+def namespace_of(*arrays: Array, names: tuple[str, ...], xp: Namespace | None) -> Namespace:
+    """The one namespace of `arrays` (``None`` and Python numbers ignored).
+
+    Raises
+    ------
+    TypeError
+        If the arrays come from more than one library, naming each.
+    """
+    if xp is not None:
+        return xp
+    present = [(a, n) for a, n in zip(arrays, names, strict=True) if a is not None and not is_number(a)]
+    for a, n in present:
+        if not hasattr(a, "shape") or not hasattr(a, "dtype"):
+            msg = f"`{n}` must be an array of an Array API library; got {type(a).__name__}"
+            raise TypeError(msg)
+    try:
+        return array_api_compat.array_namespace(*(a for a, _ in present))
+    except TypeError:
+        pass
+    libs = ", ".join(f"`{n}` is a {library_name(a)} array" for a, n in present)
+    msg = f"arrays from more than one library: {libs}; pass arrays of one library (convert with its asarray)"
+    raise TypeError(msg)
+
+
+def _shape(a: Array) -> tuple[Any, ...]:
+    return tuple(a.shape)
+
+
+def _dims_differ(a: object, b: object) -> bool:
+    # Unknown sizes (None in the standard, nan in Dask) cannot be compared here.
+    return isinstance(a, int) and isinstance(b, int) and a != b
+
+
+def _shapes_differ(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return len(a) != len(b) or any(_dims_differ(p, q) for p, q in zip(a, b, strict=True))
+
+
+def _check_floating(a: Array, name: str, xp: Namespace) -> None:
+    if not xp.isdtype(a.dtype, ("real floating", "complex floating")):
+        msg = f"`{name}` must have a real or complex floating-point dtype; got {a.dtype}"
+        raise TypeError(msg)
+
+
+def _check_same_dtype(a: Array, b: Array, name_a: str, name_b: str, xp: Namespace) -> None:
+    if a.dtype != b.dtype:
+        _check_floating(b, name_b, xp)
+        msg = (
+            f"`{name_a}` and `{name_b}` must share one dtype; got {a.dtype} and {b.dtype} "
+            "(cast one explicitly: xaffine never upcasts silently)"
+        )
+        raise TypeError(msg)
+
+
+def _check_same_device(a: Array, b: Array, name_a: str, name_b: str) -> None:
+    da, db = array_api_compat.device(a), array_api_compat.device(b)
+    # Traced arrays under jax.jit report no device.
+    if da is not None and db is not None and da != db:
+        msg = f"`{name_a}` is on device {da} but `{name_b}` is on device {db}; move them to one device"
+        raise ValueError(msg)
+
+
+def _check_like(a: Array, ref: Array, name: str, ref_name: str, xp: Namespace) -> None:
+    _check_same_dtype(ref, a, ref_name, name, xp)
+    _check_same_device(ref, a, ref_name, name)
+
+
+def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: Namespace) -> None:
+    """Check the layer's inputs against each other; see ``affine`` for the rules.
+
+    Raises
+    ------
+    ValueError
+        For a wrong number of axes, mismatched sizes, or arrays on two devices.
+    TypeError
+        For non-floating dtypes, mixed dtypes, or a bias of the wrong kind.
+    """
+    x_shape, w_shape = _shape(x), _shape(weight)
+    if len(x_shape) == 0:
+        msg = "`x` must have at least one axis, shape (..., in_features); got a 0-d array"
+        raise ValueError(msg)
+    if len(w_shape) not in (1, 2):
+        msg = (
+            "`weight` must be 2-D, shape (out_features, in_features), or 1-D, shape (in_features,); "
+            f"got shape {w_shape}"
+        )
+        raise ValueError(msg)
+    _check_floating(x, "x", xp)
+    _check_like(weight, x, "weight", "x", xp)
+    if _dims_differ(x_shape[-1], w_shape[-1]):
+        layout = (
+            f"(out_features={w_shape[0]}, in_features={w_shape[1]})"
+            if len(w_shape) == 2
+            else f"(in_features={w_shape[0]},)"
+        )
+        msg = f"`x` has {x_shape[-1]} features (shape {x_shape}) but `weight` expects {w_shape[-1]}: shape {layout}"
+        raise ValueError(msg)
+    if bias is None:
+        return
+    if is_number(bias):
+        if isinstance(bias, complex) and not xp.isdtype(x.dtype, "complex floating"):
+            msg = f"`bias` is the complex number {bias!r} but `x` is real ({x.dtype})"
+            raise TypeError(msg)
+        if len(w_shape) == 2:
+            msg = (
+                f"`bias` must be an array of shape (out_features,) = ({w_shape[0]},) for a 2-D "
+                f"`weight`; got the number {bias!r}"
+            )
+            raise ValueError(msg)
+        return
+    expected = w_shape[:1] if len(w_shape) == 2 else ()
+    if _shapes_differ(_shape(bias), expected):
+        what = f"shape (out_features,) = {expected}" if expected else "a scalar (a Python number or a 0-d array)"
+        msg = f"`bias` must be {what} to match `weight` of shape {w_shape}; got shape {_shape(bias)}"
+        raise ValueError(msg)
+    _check_like(bias, x, "bias", "x", xp)
+
+
+def output_shape(x: Array, weight: Array) -> tuple[Any, ...]:
+    """The shape of ``affine(x, weight)``."""
+    return _shape(x)[:-1] + _shape(weight)[:-1]
+
+
+def check_grad(grad: Array, x: Array, weight: Array, *, xp: Namespace) -> None:
+    """Check the incoming gradient against the layer's output.
+
+    Raises
+    ------
+    ValueError
+        If `grad` does not have the output's shape, or is on another device.
+    TypeError
+        If `grad` comes from another library or has another dtype.
+    """
+    if type(grad) is not type(x):
+        namespace_of(grad, x, names=("grad", "x"), xp=None)
+    expected = output_shape(x, weight)
+    if not hasattr(grad, "shape") or _shapes_differ(_shape(grad), expected):
+        got = _shape(grad) if hasattr(grad, "shape") else type(grad).__name__
+        msg = f"`grad` must have the output's shape {expected}; got {got}"
+        raise ValueError(msg)
+    _check_like(grad, x, "grad", "x", xp)
+
+
+def check_tangents(
+    tangents: tuple[Array | complex | None, ...],
+    primals: tuple[Array | complex | None, ...],
+    *,
+    xp: Namespace,
+) -> None:
+    """Check that each tangent matches its primal's shape, dtype and device.
+
+    Raises
+    ------
+    ValueError
+        For a wrong count or shape, or a tangent for an absent bias.
+    TypeError
+        For a wrong dtype or library.
+    """
+    if len(tangents) != len(GRAD_NAMES):
+        msg = f"`tangents` must be a triple (dx, dweight, dbias); got {len(tangents)} items"
+        raise ValueError(msg)
+    x = primals[0]
+    for name, tangent, primal in zip(GRAD_NAMES, tangents, primals, strict=True):
+        label = f"tangents[{GRAD_NAMES.index(name)}] (d{name})"
+        if tangent is None:
+            continue
+        if primal is None:
+            msg = f"`{label}` was given but `{name}` is None"
+            raise ValueError(msg)
+        if is_number(tangent):
+            if is_number(primal):
+                continue
+            msg = f"`{label}` is a number but `{name}` is an array of shape {_shape(primal)}"
+            raise TypeError(msg)
+        if type(tangent) is not type(x):
+            namespace_of(tangent, x, names=(label, "x"), xp=None)
+        expected = () if is_number(primal) else _shape(primal)
+        if _shapes_differ(_shape(tangent), expected):
+            msg = f"`{label}` must have the shape of `{name}`, {expected}; got {_shape(tangent)}"
+            raise ValueError(msg)
+        _check_like(tangent, x, label, "x", xp)
+
+
+def check_wrt(wrt: Iterable[str] | str) -> frozenset[str]:
+    """The set of gradient names asked for.
+
+    Raises
+    ------
+    ValueError
+        For a name other than ``"x"``, ``"weight"`` or ``"bias"``.
+    """
+    names = frozenset((wrt,) if isinstance(wrt, str) else wrt)
+    unknown = names - _ALL_GRADS
+    if unknown:
+        allowed = ", ".join(repr(n) for n in GRAD_NAMES)
+        msg = f"unknown name {sorted(unknown)[0]!r} in `wrt`; allowed: {allowed}"
+        raise ValueError(msg)
+    return names
