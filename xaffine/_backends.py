@@ -23,6 +23,7 @@ __all__ = [
     "Backend",
     "BackendChoice",
     "BackendUnavailable",
+    "backend_name",
     "default_backend",
     "find_backend",
     "move",
@@ -214,6 +215,12 @@ def default_backend() -> BackendChoice:
         xp, device = _BY_NAME["numpy"].load()
         return BackendChoice("numpy", xp, device, f"CPU fallback: no usable CuPy GPU ({exc.reason})")
     return BackendChoice("cupy", xp, device, "a CUDA GPU is usable through CuPy")
+
+
+def backend_name(xp: Namespace) -> str:
+    """A short name for a namespace: ``numpy``, ``torch``, ``jax``, ``dask``..."""
+    name = str(xp.__name__).removeprefix("array_api_compat.")
+    return {"jax.numpy": "jax", "dask.array": "dask"}.get(name, name)
 
 
 def to_numpy(a: Array) -> np.ndarray[Any, Any]:

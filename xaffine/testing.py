@@ -48,6 +48,8 @@ _STREAM = 0x5EED_AFF1
 
 def _generator(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, _STREAM])
+
+
 _REPORTED = 5
 
 

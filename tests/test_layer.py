@@ -1,0 +1,205 @@
+"""The Affine layer on every backend."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tests.helpers import assert_matches, host_random
+from xaffine import Affine, affine_backward, affine_jvp, affine_vjp
+from xaffine._backends import to_numpy
+from xaffine.testing import check_adjoint, check_vjp
+
+
+def make(backend, *args, **kwargs):
+    return Affine(*args, xp=backend.xp, device=backend.device, **kwargs)
+
+
+def test_forward_and_backward_equal_the_functions(backend):
+    layer = make(backend, 5, 3, seed=0, dtype="float64")
+    x = backend.asarray(host_random((4, 2, 5), "float64", 1))
+    g = backend.asarray(host_random((4, 2, 3), "float64", 2))
+    out = layer(x)
+    dx = layer.backward(g)
+    ref_out, vjp = affine_vjp(x, layer.weight, layer.bias)
+    ref = vjp(g)
+    assert_matches(out, to_numpy(ref_out), backend, "float64", 1)
+    assert_matches(dx, to_numpy(ref.x), backend, "float64", 1)
+    assert_matches(layer.grads["weight"], to_numpy(ref.weight), backend, "float64", 1)
+    assert_matches(layer.grads["bias"], to_numpy(ref.bias), backend, "float64", 1)
+
+
+def test_gradients_accumulate_until_zero_grad(backend):
+    layer = make(backend, 4, 2, seed=0, dtype="float64")
+    x1, x2 = (backend.asarray(host_random((3, 4), "float64", s)) for s in (1, 2))
+    g1, g2 = (backend.asarray(host_random((3, 2), "float64", s)) for s in (3, 4))
+    layer(x1)
+    layer.backward(g1)
+    layer(x2)
+    layer.backward(g2)
+    for name in ("weight", "bias"):
+        one = getattr(affine_backward(g1, x1, layer.weight, layer.bias), name)
+        two = getattr(affine_backward(g2, x2, layer.weight, layer.bias), name)
+        assert_matches(layer.grads[name], to_numpy(one) + to_numpy(two), backend, "float64", 6)
+    layer.zero_grad()
+    assert layer.grads == {"weight": None, "bias": None}
+
+
+def test_seeded_init_is_bit_identical_to_the_host_draw(backend):
+    """Every backend gets the same bits: compared with NumPy's, which all share."""
+    for dtype in ("float32", "float64"):
+        layer = make(backend, 7, 3, seed=42, dtype=dtype)
+        numpy_layer = Affine(7, 3, xp="numpy", seed=42, dtype=dtype)
+        for name in ("weight", "bias"):
+            np.testing.assert_array_equal(to_numpy(getattr(layer, name)), to_numpy(getattr(numpy_layer, name)))
+            assert to_numpy(getattr(layer, name)).dtype == np.dtype(dtype)
+
+
+def test_default_init_matches_torch_linear_bounds():
+    layer = Affine(100, 50, xp="numpy", seed=0)
+    bound = 1 / np.sqrt(100)
+    w, b = to_numpy(layer.weight), to_numpy(layer.bias)
+    assert np.abs(w).max() <= bound
+    assert np.abs(b).max() <= bound
+    assert np.abs(w).max() > 0.9 * bound  # the full range is used
+    assert w.dtype == np.float32
+
+
+@pytest.mark.parametrize(
+    ("init", "bound"), [("glorot", np.sqrt(6 / 150)), ("xavier", np.sqrt(6 / 150)), ("zeros", 0.0)]
+)
+def test_other_inits(init, bound):
+    w = to_numpy(Affine(100, 50, xp="numpy", seed=0, init=init).weight)
+    assert np.abs(w).max() <= bound
+    if bound:
+        assert np.abs(w).max() > 0.9 * bound
+
+
+def test_lecun_init_scale():
+    w = to_numpy(Affine(400, 300, xp="numpy", seed=0, init="lecun").weight)
+    assert abs(w.std() - 1 / np.sqrt(400)) < 0.002
+
+
+def test_zero_in_features(backend):
+    layer = make(backend, 0, 3, seed=0)
+    out = layer(backend.asarray(np.zeros((2, 0), dtype=np.float32)))
+    assert tuple(out.shape) == (2, 3)
+
+
+def test_unseeded_layers_differ():
+    a, b = Affine(5, 5, xp="numpy"), Affine(5, 5, xp="numpy")
+    assert not np.array_equal(a.weight, b.weight)
+
+
+def test_to_round_trips(backend):
+    layer = make(backend, 4, 3, seed=1)
+    moved = layer.to("numpy")
+    back = moved.to(backend.xp, backend.device)
+    assert moved.xp is not None
+    np.testing.assert_array_equal(to_numpy(back.weight), to_numpy(layer.weight))
+    np.testing.assert_array_equal(to_numpy(back.bias), to_numpy(layer.bias))
+    assert back.device == backend.device or str(back.device) == str(backend.device)
+
+
+def test_input_grad_off_and_frozen_parameters(backend):
+    layer = make(backend, 4, 2, seed=0, input_grad=False)
+    layer.freeze("bias")
+    layer(backend.asarray(np.ones((3, 4), dtype=np.float32)))
+    assert layer.backward(backend.asarray(np.ones((3, 2), dtype=np.float32))) is None
+    assert layer.grads["bias"] is None
+    assert layer.grads["weight"] is not None
+    assert layer.frozen == {"bias"}
+    layer.unfreeze()
+    assert layer.frozen == frozenset()
+
+
+def test_backward_errors(backend):
+    layer = make(backend, 4, 2, seed=0)
+    with pytest.raises(RuntimeError, match=r"backward\(\) needs a forward\(\) first"):
+        layer.backward(backend.asarray(np.ones((3, 2), dtype=np.float32)))
+    layer(backend.asarray(np.ones((3, 4), dtype=np.float32)))
+    with pytest.raises(ValueError, match=r"`grad` must have the output's shape \(3, 2\); got \(3, 3\)"):
+        layer.backward(backend.asarray(np.ones((3, 3), dtype=np.float32)))
+    with pytest.raises(ValueError, match=r"unknown parameter 'w'"):
+        layer.freeze("w")
+
+
+def test_constructor_errors():
+    with pytest.raises(ValueError, match=r"`in_features` must be a non-negative integer; got -1"):
+        Affine(-1, 2, xp="numpy")
+    with pytest.raises(ValueError, match=r"unknown `init` 'he'"):
+        Affine(2, 2, xp="numpy", init="he")
+    with pytest.raises(TypeError, match=r"`dtype` must be one of"):
+        Affine(2, 2, xp="numpy", dtype="int32")
+    with pytest.raises(ValueError, match=r"unknown backend 'nope'"):
+        Affine(2, 2, xp="nope")
+
+
+def test_state_dict_round_trip_and_errors(backend):
+    layer = make(backend, 4, 3, seed=0)
+    other = make(backend, 4, 3, seed=1)
+    other.load_state_dict(layer.state_dict())
+    np.testing.assert_array_equal(to_numpy(other.weight), to_numpy(layer.weight))
+    before = to_numpy(other.weight).copy()
+    with pytest.raises(KeyError, match=r"'weight' and optionally 'bias'"):
+        other.load_state_dict({"weight": np.zeros((3, 4), np.float32), "extra": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"'bias' must have shape \(out_features,\) = \(3,\); got \(2,\)"):
+        other.load_state_dict({"weight": np.zeros((3, 4), np.float32), "bias": np.zeros(2, np.float32)})
+    with pytest.raises(TypeError, match=r"`weight` must have dtype float32; got float64"):
+        other.load_state_dict({"weight": np.zeros((3, 4)), "bias": np.zeros(3)})
+    with pytest.raises(ValueError, match=r"`weight` must have shape \(3, 4\); got \(3, 5\)"):
+        other.load_state_dict({"weight": np.zeros((3, 5), np.float32), "bias": np.zeros(3, np.float32)})
+    # Nothing was half-loaded.
+    np.testing.assert_array_equal(to_numpy(other.weight), before)
+
+
+def test_state_dict_interop_with_torch_linear(backend):
+    torch = pytest.importorskip("torch", reason="interop with torch.nn.Linear needs torch")
+    layer = make(backend, 6, 4, seed=3)
+    linear = torch.nn.Linear(6, 4)
+    linear.load_state_dict({k: torch.from_numpy(to_numpy(v).copy()) for k, v in layer.state_dict().items()})
+    x = host_random((5, 6), "float32", 4)
+    ours = to_numpy(layer(backend.asarray(x)))
+    theirs = linear(torch.from_numpy(x)).detach().numpy()
+    np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-6)
+    # And the other way round.
+    torch.nn.init.normal_(linear.weight)
+    layer.load_state_dict(linear.state_dict())
+    np.testing.assert_array_equal(to_numpy(layer.weight), linear.weight.detach().numpy())
+
+
+def test_gradient_checks_on_the_layer(backend):
+    layer = make(backend, 4, 3, seed=0, dtype="float64")
+    x = backend.asarray(host_random((5, 4), "float64", 1))
+
+    def f(x, w, b):
+        layer.weight, layer.bias = w, b
+        return layer(x)
+
+    def vjp(ct, x, w, b):
+        layer.weight, layer.bias = w, b
+        layer.zero_grad()
+        layer(x)
+        dx = layer.backward(ct)
+        return dx, layer.grads["weight"], layer.grads["bias"]
+
+    check_vjp(f, vjp, (x, layer.weight, layer.bias))
+    check_adjoint(lambda t, x, w, b: affine_jvp(x, w, b, t)[1], vjp, (x, layer.weight, layer.bias))
+
+
+def test_repr():
+    layer = Affine(784, 10, xp="numpy", seed=0)
+    assert (
+        repr(layer) == "Affine(in_features=784, out_features=10, bias=True, backend=numpy, device=cpu, dtype=float32)"
+    )
+
+
+def test_setters_check(backend):
+    layer = make(backend, 3, 2, seed=0)
+    with pytest.raises(ValueError, match=r"`weight` must have shape \(2, 3\); got \(3, 2\)"):
+        layer.weight = backend.asarray(np.zeros((3, 2), np.float32))
+    no_bias = make(backend, 3, 2, bias=False, seed=0)
+    assert no_bias.bias is None
+    assert no_bias.state_dict().keys() == {"weight"}
+    with pytest.raises(AttributeError, match=r"this layer has no bias"):
+        no_bias.bias = backend.asarray(np.zeros(2, np.float32))

@@ -1,0 +1,310 @@
+"""The layer object: parameters on a backend and device, gradients, state dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from . import _init
+from ._backends import backend_name, default_backend, find_backend, to_numpy
+from ._core import affine_vjp
+from ._typing import Array, Device, Namespace
+
+__all__ = ["Affine"]
+
+_FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
+
+
+def dtype_name(xp: Namespace, dtype: Any) -> str:
+    """The standard name of a floating dtype of `xp` (``"float32"``, ...)."""
+    for name in _FLOAT_NAMES:
+        candidate = getattr(xp, name, None)
+        # Not `== dtype` alone: NumPy reads None as float64.
+        if candidate is not None and candidate == dtype:
+            return name
+    return str(dtype)
+
+
+def _resolve(xp: Namespace | str | None, device: Device | None) -> tuple[Namespace, Device]:
+    if xp is None:
+        choice = default_backend()
+        return choice.xp, choice.device if device is None else device
+    if isinstance(xp, str):
+        namespace, default = find_backend(xp).load()
+        return namespace, default if device is None else device
+    return xp, xp.__array_namespace_info__().default_device() if device is None else device
+
+
+class Affine:
+    """An affine (linear, fully connected) layer: ``y = x @ weight.T + bias``.
+
+    Parameters
+    ----------
+    in_features, out_features : int
+        Sizes of each input and output sample.
+    bias : bool, default True
+        Whether the layer has a bias.
+    xp : namespace or str, optional
+        The backend: an Array API namespace, or a name such as ``"numpy"``, ``"cupy"``,
+        ``"torch"``, ``"torch:cuda"``, ``"jax"``. By default CuPy on a usable CUDA GPU,
+        otherwise NumPy; see :func:`xaffine.default_backend`.
+    device : device, optional
+        Where the parameters live; the backend's default device when omitted.
+    dtype : str or dtype, optional
+        ``"float32"`` (the default), ``"float64"``, ``"complex64"``, ``"complex128"``,
+        ``"float16"``, ``"bfloat16"``, or a dtype of `xp`.
+    seed : int, optional
+        Seed of the host generator that draws the initial parameters: the same seed
+        and dtype give bit-identical parameters on every backend and device.
+    init : {"uniform", "glorot", "xavier", "lecun", "zeros"}, default "uniform"
+        The weight's initialisation. ``"uniform"`` is torch.nn.Linear's,
+        ``U(-1/sqrt(in_features), 1/sqrt(in_features))`` (the bias always uses it,
+        except with ``"zeros"``).
+    input_grad : bool, default True
+        Whether :meth:`backward` computes the gradient for the input; the first layer
+        of a network does not need it, and skipping it saves a matrix product.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from xaffine import Affine
+    >>> layer = Affine(3, 2, xp="numpy", seed=0)
+    >>> layer
+    Affine(in_features=3, out_features=2, bias=True, backend=numpy, device=cpu, dtype=float32)
+    >>> y = layer(np.ones((4, 3), dtype=np.float32))
+    >>> dx = layer.backward(np.ones((4, 2), dtype=np.float32))
+    >>> dx.shape, layer.grads["weight"].shape
+    ((4, 3), (2, 3))
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        *,
+        bias: bool = True,
+        xp: Namespace | str | None = None,
+        device: Device | None = None,
+        dtype: Any = None,
+        seed: int | None = None,
+        init: str = "uniform",
+        input_grad: bool = True,
+    ) -> None:
+        for name, value in (("in_features", in_features), ("out_features", out_features)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                msg = f"`{name}` must be a non-negative integer; got {value!r}"
+                raise ValueError(msg)
+        namespace, where = _resolve(xp, device)
+        weight, bias_ = _init.draw(init, int(in_features), int(out_features), bias, seed)
+        dtype = "float32" if dtype is None else dtype
+        dtype = dtype if isinstance(dtype, str) else dtype_name(namespace, dtype)
+        if dtype not in _FLOAT_NAMES or not hasattr(namespace, dtype):
+            msg = f"`dtype` must be one of {_FLOAT_NAMES} that {backend_name(namespace)} has; got {dtype!r}"
+            raise TypeError(msg)
+        params = {"weight": weight} if bias_ is None else {"weight": weight, "bias": bias_}
+        self._setup(namespace, where, {k: _host_to(v, dtype, namespace, where) for k, v in params.items()})
+        self.input_grad = input_grad
+
+    def _setup(self, xp: Namespace, device: Device, params: dict[str, Array]) -> None:
+        self.xp, self.device = xp, device
+        self._params = params
+        self._frozen: frozenset[str] = frozenset()
+        self._vjp: Any = None
+        self.input_grad = True
+        self.zero_grad()
+
+    @classmethod
+    def from_state_dict(
+        cls, state: Mapping[str, Any], *, xp: Namespace | str | None = None, device: Device | None = None
+    ) -> Affine:
+        """A layer holding copies of `state`'s arrays (from any backend) on `xp` and `device`.
+
+        Raises
+        ------
+        KeyError
+            For a missing ``"weight"`` or an unexpected key.
+        ValueError
+            For a weight that is not 2-D or a bias not of shape (out_features,).
+        TypeError
+            For non-floating dtypes, or a bias of another dtype than the weight.
+        """
+        namespace, where = _resolve(xp, device)
+        unexpected = sorted(set(state) - {"weight", "bias"})
+        if "weight" not in state or unexpected:
+            msg = f"a state dict holds 'weight' and optionally 'bias'; got keys {sorted(state)}"
+            raise KeyError(msg)
+        host = {k: to_numpy(v) for k, v in state.items()}
+        weight = host["weight"]
+        if weight.ndim != 2:
+            msg = f"'weight' must be 2-D, (out_features, in_features); got shape {weight.shape}"
+            raise ValueError(msg)
+        if weight.dtype.kind not in "fc":
+            msg = f"'weight' must have a floating-point dtype; got {weight.dtype}"
+            raise TypeError(msg)
+        if "bias" in host:
+            if host["bias"].shape != weight.shape[:1]:
+                msg = f"'bias' must have shape (out_features,) = {weight.shape[:1]}; got {host['bias'].shape}"
+                raise ValueError(msg)
+            if host["bias"].dtype != weight.dtype:
+                msg = f"'bias' has dtype {host['bias'].dtype} but 'weight' has {weight.dtype}"
+                raise TypeError(msg)
+        layer = cls.__new__(cls)
+        params = {k: namespace.asarray(v, device=where, copy=True) for k, v in host.items()}
+        layer._setup(namespace, where, params)
+        return layer
+
+    # -- parameters ---------------------------------------------------------------
+
+    @property
+    def in_features(self) -> int:
+        return int(self._params["weight"].shape[1])
+
+    @property
+    def out_features(self) -> int:
+        return int(self._params["weight"].shape[0])
+
+    @property
+    def dtype(self) -> Any:
+        return self._params["weight"].dtype
+
+    @property
+    def weight(self) -> Array:
+        """Shape (out_features, in_features)."""
+        return self._params["weight"]
+
+    @weight.setter
+    def weight(self, value: Array) -> None:
+        self._set("weight", value)
+
+    @property
+    def bias(self) -> Array | None:
+        """Shape (out_features,), or None for a layer without bias."""
+        return self._params.get("bias")
+
+    @bias.setter
+    def bias(self, value: Array) -> None:
+        if "bias" not in self._params:
+            msg = "this layer has no bias (it was made with bias=False)"
+            raise AttributeError(msg)
+        self._set("bias", value)
+
+    def _set(self, name: str, value: Array) -> None:
+        self._check_param(name, value)
+        self._params[name] = value
+
+    def _check_param(self, name: str, value: Array) -> None:
+        old = self._params[name]
+        if array_api_compat.array_namespace(value) is not self.xp:
+            msg = f"`{name}` must be an array of this layer's backend, {backend_name(self.xp)}"
+            raise TypeError(msg)
+        if tuple(value.shape) != tuple(old.shape):
+            msg = f"`{name}` must have shape {tuple(old.shape)}; got {tuple(value.shape)}"
+            raise ValueError(msg)
+        if value.dtype != old.dtype:
+            msg = f"`{name}` must have dtype {dtype_name(self.xp, old.dtype)}; got {dtype_name(self.xp, value.dtype)}"
+            raise TypeError(msg)
+
+    def freeze(self, *names: str) -> None:
+        """Stop computing gradients for these parameters (all when none are named)."""
+        self._frozen = self._frozen | self._names(names)
+
+    def unfreeze(self, *names: str) -> None:
+        """Compute gradients again for these parameters (all when none are named)."""
+        self._frozen = self._frozen - self._names(names)
+
+    @property
+    def frozen(self) -> frozenset[str]:
+        """The names of the parameters that get no gradient."""
+        return self._frozen
+
+    def _names(self, names: tuple[str, ...]) -> frozenset[str]:
+        unknown = set(names) - set(self._params)
+        if unknown:
+            msg = f"unknown parameter {sorted(unknown)[0]!r}; this layer has {sorted(self._params)}"
+            raise ValueError(msg)
+        return frozenset(names or self._params)
+
+    # -- forward and backward ----------------------------------------------------
+
+    def forward(self, x: Array) -> Array:
+        """``x @ weight.T + bias`` for `x` of shape (..., in_features); keeps what backward needs."""
+        out, self._vjp = affine_vjp(x, self.weight, self.bias)
+        return out
+
+    __call__ = forward
+
+    def backward(self, grad: Array) -> Array | None:
+        """Gradients for the last forward: returns ``dx`` (None if ``input_grad`` is off)
+        and adds ``dW`` and ``db`` into :attr:`grads`.
+
+        Raises
+        ------
+        RuntimeError
+            Before any forward.
+        ValueError, TypeError
+            For a `grad` of the wrong shape, dtype, device or library.
+        """
+        if self._vjp is None:
+            msg = "backward() needs a forward() first: call the layer on an input"
+            raise RuntimeError(msg)
+        wanted = set(self._params) - self._frozen
+        if self.input_grad:
+            wanted.add("x")
+        result = self._vjp(grad, wrt=wanted)
+        for name in self._params:
+            new = getattr(result, name)
+            if new is not None:
+                old = self.grads[name]
+                # Rebinding, not +=: arrays of some backends (JAX) are immutable.
+                self.grads[name] = new if old is None else old + new
+        return result.x
+
+    def zero_grad(self) -> None:
+        """Forget the accumulated gradients (each becomes None)."""
+        self.grads: dict[str, Array | None] = dict.fromkeys(self._params)
+
+    # -- state ------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Array]:
+        """``{"weight": ..., "bias": ...}``, the layout of torch.nn.Linear (the arrays, not copies)."""
+        return dict(self._params)
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Copy parameters from `state` (arrays of any backend): nothing changes unless all fit.
+
+        Raises
+        ------
+        KeyError, ValueError, TypeError
+            For keys, shapes or dtypes other than this layer's.
+        """
+        other = Affine.from_state_dict(state, xp=self.xp, device=self.device)
+        if set(other._params) != set(self._params):
+            msg = f"this layer has {sorted(self._params)}; the state dict has {sorted(other._params)}"
+            raise KeyError(msg)
+        for name, value in other._params.items():
+            self._check_param(name, value)
+        self._params.update(other._params)
+
+    def to(self, xp: Namespace | str, device: Device | None = None) -> Affine:
+        """The same layer (a copy) on another backend or device; gradients are not copied."""
+        layer = Affine.from_state_dict(self.state_dict(), xp=xp, device=device)
+        layer._frozen, layer.input_grad = self._frozen, self.input_grad
+        return layer
+
+    def __repr__(self) -> str:
+        return (
+            f"Affine(in_features={self.in_features}, out_features={self.out_features}, "
+            f"bias={'bias' in self._params}, backend={backend_name(self.xp)}, device={self.device}, "
+            f"dtype={dtype_name(self.xp, self.dtype)})"
+        )
+
+
+def _host_to(host: np.ndarray[Any, Any], dtype: str, xp: Namespace, device: Device) -> Array:
+    """Round host float64 numbers to `dtype` once, on the host, then move them."""
+    if dtype == "bfloat16":
+        # NumPy has no bfloat16: round to float32 on the host, then on the backend.
+        return xp.astype(xp.asarray(host.astype(np.float32), device=device), xp.bfloat16)
+    return xp.asarray(host.astype(dtype), device=device)
