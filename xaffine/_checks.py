@@ -13,7 +13,7 @@ from typing import Any
 
 import array_api_compat
 
-from ._typing import Array, Namespace
+from ._typing import Array, Device, Namespace
 
 __all__ = [
     "GRAD_NAMES",
@@ -35,6 +35,34 @@ def is_number(value: object) -> bool:
     return isinstance(value, Number) and not isinstance(value, bool)
 
 
+_KINDS: dict[tuple[int, Any], str | None] = {}
+
+
+def float_kind(dtype: Any, xp: Namespace) -> str | None:
+    """``"real"`` or ``"complex"`` for floating dtypes, else ``None``; memoised per dtype."""
+    key = (id(xp), dtype)
+    try:
+        return _KINDS[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable dtype: no memo
+        key = None  # type: ignore[assignment]
+    kind = (
+        "complex"
+        if xp.isdtype(dtype, "complex floating")
+        else "real"
+        if xp.isdtype(dtype, "real floating")
+        else None
+    )
+    if key is not None:
+        _KINDS[key] = kind
+    return kind
+
+
+# The namespace depends only on the array type; array_namespace is called once per type.
+_NAMESPACES: dict[type, Namespace] = {}
+
+
 def library_name(a: object) -> str:
     """The name of the library an array comes from, for messages."""
     top = type(a).__module__.partition(".")[0]
@@ -51,15 +79,25 @@ def namespace_of(*arrays: Array, names: tuple[str, ...], xp: Namespace | None) -
     """
     if xp is not None:
         return xp
+    kind = type(arrays[0])
+    if all(a is None or type(a) is kind or is_number(a) for a in arrays[1:]):
+        try:
+            return _NAMESPACES[kind]
+        except KeyError:
+            pass
     present = [(a, n) for a, n in zip(arrays, names, strict=True) if a is not None and not is_number(a)]
     for a, n in present:
         if not hasattr(a, "shape") or not hasattr(a, "dtype"):
             msg = f"`{n}` must be an array of an Array API library; got {type(a).__name__}"
             raise TypeError(msg)
     try:
-        return array_api_compat.array_namespace(*(a for a, _ in present))
+        xp = array_api_compat.array_namespace(*(a for a, _ in present))
     except TypeError:
         pass
+    else:
+        if len({type(a) for a, _ in present}) == 1:
+            _NAMESPACES[type(present[0][0])] = xp
+        return xp
     libs = ", ".join(f"`{n}` is a {library_name(a)} array" for a, n in present)
     msg = f"arrays from more than one library: {libs}; pass arrays of one library (convert with its asarray)"
     raise TypeError(msg)
@@ -75,11 +113,11 @@ def _dims_differ(a: object, b: object) -> bool:
 
 
 def _shapes_differ(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
-    return len(a) != len(b) or any(_dims_differ(p, q) for p, q in zip(a, b, strict=True))
+    return a != b and (len(a) != len(b) or any(_dims_differ(p, q) for p, q in zip(a, b, strict=True)))
 
 
 def _check_floating(a: Array, name: str, xp: Namespace) -> None:
-    if not xp.isdtype(a.dtype, ("real floating", "complex floating")):
+    if float_kind(a.dtype, xp) is None:
         msg = f"`{name}` must have a real or complex floating-point dtype; got {a.dtype}"
         raise TypeError(msg)
 
@@ -94,21 +132,23 @@ def _check_same_dtype(a: Array, b: Array, name_a: str, name_b: str, xp: Namespac
         raise TypeError(msg)
 
 
-def _check_same_device(a: Array, b: Array, name_a: str, name_b: str) -> None:
-    da, db = array_api_compat.device(a), array_api_compat.device(b)
+def _check_same_device(da: Device, b: Array, name_a: str, name_b: str) -> None:
+    db = array_api_compat.device(b)
     # Traced arrays under jax.jit report no device.
     if da is not None and db is not None and da != db:
         msg = f"`{name_a}` is on device {da} but `{name_b}` is on device {db}; move them to one device"
         raise ValueError(msg)
 
 
-def _check_like(a: Array, ref: Array, name: str, ref_name: str, xp: Namespace) -> None:
+def _check_like(a: Array, ref: Array, name: str, ref_name: str, xp: Namespace, ref_device: Device) -> None:
     _check_same_dtype(ref, a, ref_name, name, xp)
-    _check_same_device(ref, a, ref_name, name)
+    _check_same_device(ref_device, a, ref_name, name)
 
 
-def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: Namespace) -> None:
+def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: Namespace) -> bool:
     """Check the layer's inputs against each other; see ``affine`` for the rules.
+
+    Returns whether the dtype is complex.
 
     Raises
     ------
@@ -128,7 +168,9 @@ def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: N
         )
         raise ValueError(msg)
     _check_floating(x, "x", xp)
-    _check_like(weight, x, "weight", "x", xp)
+    complex_ = float_kind(x.dtype, xp) == "complex"
+    x_device = array_api_compat.device(x)
+    _check_like(weight, x, "weight", "x", xp, x_device)
     if _dims_differ(x_shape[-1], w_shape[-1]):
         layout = (
             f"(out_features={w_shape[0]}, in_features={w_shape[1]})"
@@ -138,9 +180,9 @@ def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: N
         msg = f"`x` has {x_shape[-1]} features (shape {x_shape}) but `weight` expects {w_shape[-1]}: shape {layout}"
         raise ValueError(msg)
     if bias is None:
-        return
+        return complex_
     if is_number(bias):
-        if isinstance(bias, complex) and not xp.isdtype(x.dtype, "complex floating"):
+        if isinstance(bias, complex) and not complex_:
             msg = f"`bias` is the complex number {bias!r} but `x` is real ({x.dtype})"
             raise TypeError(msg)
         if len(w_shape) == 2:
@@ -149,13 +191,14 @@ def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: N
                 f"`weight`; got the number {bias!r}"
             )
             raise ValueError(msg)
-        return
+        return complex_
     expected = w_shape[:1] if len(w_shape) == 2 else ()
     if _shapes_differ(_shape(bias), expected):
         what = f"shape (out_features,) = {expected}" if expected else "a scalar (a Python number or a 0-d array)"
         msg = f"`bias` must be {what} to match `weight` of shape {w_shape}; got shape {_shape(bias)}"
         raise ValueError(msg)
-    _check_like(bias, x, "bias", "x", xp)
+    _check_like(bias, x, "bias", "x", xp, x_device)
+    return complex_
 
 
 def output_shape(x: Array, weight: Array) -> tuple[Any, ...]:
@@ -163,8 +206,8 @@ def output_shape(x: Array, weight: Array) -> tuple[Any, ...]:
     return _shape(x)[:-1] + _shape(weight)[:-1]
 
 
-def check_grad(grad: Array, x: Array, weight: Array, *, xp: Namespace) -> None:
-    """Check the incoming gradient against the layer's output.
+def check_grad(grad: Array, x: Array, weight: Array, *, xp: Namespace, x_device: Device = None) -> None:
+    """Check the incoming gradient against the layer's output (`x_device`: x's, if known).
 
     Raises
     ------
@@ -180,7 +223,7 @@ def check_grad(grad: Array, x: Array, weight: Array, *, xp: Namespace) -> None:
         got = _shape(grad) if hasattr(grad, "shape") else type(grad).__name__
         msg = f"`grad` must have the output's shape {expected}; got {got}"
         raise ValueError(msg)
-    _check_like(grad, x, "grad", "x", xp)
+    _check_like(grad, x, "grad", "x", xp, array_api_compat.device(x) if x_device is None else x_device)
 
 
 def check_tangents(
@@ -202,6 +245,7 @@ def check_tangents(
         msg = f"`tangents` must be a triple (dx, dweight, dbias); got {len(tangents)} items"
         raise ValueError(msg)
     x = primals[0]
+    x_device = array_api_compat.device(x)
     for name, tangent, primal in zip(GRAD_NAMES, tangents, primals, strict=True):
         label = f"tangents[{GRAD_NAMES.index(name)}] (d{name})"
         if tangent is None:
@@ -220,7 +264,7 @@ def check_tangents(
         if _shapes_differ(_shape(tangent), expected):
             msg = f"`{label}` must have the shape of `{name}`, {expected}; got {_shape(tangent)}"
             raise ValueError(msg)
-        _check_like(tangent, x, label, "x", xp)
+        _check_like(tangent, x, label, "x", xp, x_device)
 
 
 def check_wrt(wrt: Iterable[str] | str) -> frozenset[str]:
@@ -231,6 +275,8 @@ def check_wrt(wrt: Iterable[str] | str) -> frozenset[str]:
     ValueError
         For a name other than ``"x"``, ``"weight"`` or ``"bias"``.
     """
+    if wrt is GRAD_NAMES:
+        return _ALL_GRADS
     names = frozenset((wrt,) if isinstance(wrt, str) else wrt)
     unknown = names - _ALL_GRADS
     if unknown:

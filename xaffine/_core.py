@@ -19,7 +19,6 @@ from ._checks import (
     check_inputs,
     check_tangents,
     check_wrt,
-    is_number,
     namespace_of,
     output_shape,
 )
@@ -49,39 +48,37 @@ def _rows(a: Array, width: int, xp: Namespace) -> Array:
     return xp.reshape(a, (math.prod(a.shape[:-1]), width))
 
 
-def _conj(a: Array, xp: Namespace) -> Array:
-    """``conj(a)``; for real dtypes `a` itself, not a copy."""
-    return xp.conj(a) if xp.isdtype(a.dtype, "complex floating") else a
+def _product(a: Array, b: Array, complex_: bool, xp: Namespace) -> Array:
+    """``a @ conj(b)`` for matrices, conjugating whichever side is cheaper.
 
-
-def _matmul_conj(a: Array, b: Array, xp: Namespace) -> Array:
-    """``a @ conj(b)``, conjugating whichever side is cheaper."""
-    if not xp.isdtype(b.dtype, "complex floating"):
-        return a @ b
-    if math.prod(a.shape) + a.shape[0] * b.shape[-1] < math.prod(b.shape):
-        return xp.conj(xp.conj(a) @ b)
-    return a @ xp.conj(b)
+    A contraction of length one is an outer product: broadcasting does it without
+    the matrix-product call, which for that shape is the slow path in NumPy.
+    """
+    if complex_:
+        if math.prod(a.shape) + a.shape[0] * b.shape[-1] < math.prod(b.shape):
+            return xp.conj(_product(xp.conj(a), b, False, xp))
+        b = xp.conj(b)
+    return a * b if a.shape[-1] == 1 else a @ b
 
 
 def _add_bias(out: Array, bias: Array | complex | None) -> Array:
     if bias is None:
         return out
     # `out` was just made by a matrix product: adding in place saves an array.
-    if array_api_compat.is_writeable_array(out) and not is_number(bias):
+    if hasattr(bias, "shape") and array_api_compat.is_writeable_array(out):
         out += bias
         return out
     return out + bias
 
 
 def _forward(x: Array, weight: Array, bias: Array | complex | None, *, xp: Namespace) -> Array:
-    w_t = weight.T if weight.ndim == 2 else weight
-    if x.ndim <= 2:
-        out = x @ w_t
-    else:
-        out = xp.reshape(_rows(x, weight.shape[-1], xp) @ w_t, output_shape(x, weight))
-    out = _add_bias(out, bias)
-    # A vector times a vector is a NumPy scalar, not a 0-d array.
-    return xp.asarray(out) if x.ndim == 1 and weight.ndim == 1 else out
+    if weight.ndim == 1:
+        out = xp.reshape(_rows(x, weight.shape[0], xp) @ weight, x.shape[:-1]) if x.ndim > 2 else x @ weight
+        # A vector times a vector is a NumPy scalar, not a 0-d array.
+        return xp.asarray(_add_bias(out, bias)) if x.ndim == 1 else _add_bias(out, bias)
+    if x.ndim == 2:
+        return _add_bias(x @ weight.T, bias)
+    return _add_bias(xp.reshape(_rows(x, weight.shape[1], xp) @ weight.T, output_shape(x, weight)), bias)
 
 
 def _backward(
@@ -90,6 +87,7 @@ def _backward(
     weight: Array,
     bias: Array | complex | None,
     wrt: frozenset[str],
+    complex_: bool,
     *,
     xp: Namespace,
 ) -> AffineGrads:
@@ -98,15 +96,16 @@ def _backward(
     if weight.ndim == 2:
         # A = X W^T + b  =>  dX = dA conj(W),  dW = dA^T conj(X),  db = sum(dA)
         g2 = _rows(grad, weight.shape[0], xp)
-        dx = _matmul_conj(g2, weight, xp) if "x" in wrt else None
+        dx = _product(g2, weight, complex_, xp) if "x" in wrt else None
         if dx is not None and x.ndim != 2:
             dx = xp.reshape(dx, x.shape)
-        dw = _matmul_conj(g2.T, x2, xp) if x2 is not None else None
+        dw = _product(g2.T, x2, complex_, xp) if x2 is not None else None
         db = xp.sum(g2, axis=0) if bias is not None and "bias" in wrt else None
     else:
         # a = X w + b  =>  dX = da conj(w),  dw = da^T conj(X),  db = sum(da)
-        dx = xp.expand_dims(grad, axis=-1) * _conj(weight, xp) if "x" in wrt else None
-        dw = _matmul_conj(xp.reshape(grad, (-1,)), x2, xp) if x2 is not None else None
+        w_c = xp.conj(weight) if complex_ else weight
+        dx = xp.expand_dims(grad, axis=-1) * w_c if "x" in wrt else None
+        dw = _product(xp.reshape(grad, (1, -1)), x2, complex_, xp)[0, ...] if x2 is not None else None
         db = xp.asarray(xp.sum(grad)) if bias is not None and "bias" in wrt else None
     return AffineGrads(dx, dw, db)
 
@@ -220,9 +219,9 @@ def affine_backward(
     """
     names = check_wrt(wrt)
     xp = namespace_of(x, weight, bias, names=_INPUT_NAMES, xp=xp)
-    check_inputs(x, weight, bias, xp=xp)
+    complex_ = check_inputs(x, weight, bias, xp=xp)
     check_grad(grad, x, weight, xp=xp)
-    return _backward(grad, x, weight, bias, names, xp=xp)
+    return _backward(grad, x, weight, bias, names, complex_, xp=xp)
 
 
 def affine_vjp(
@@ -254,13 +253,14 @@ def affine_vjp(
     Array([3., 4.], dtype=array_api_strict.float64)
     """
     xp = namespace_of(x, weight, bias, names=_INPUT_NAMES, xp=xp)
-    check_inputs(x, weight, bias, xp=xp)
+    complex_ = check_inputs(x, weight, bias, xp=xp)
     out = _forward(x, weight, bias, xp=xp)
+    x_device = array_api_compat.device(x)
 
     def vjp(grad: Array, *, wrt: Iterable[str] | str = GRAD_NAMES) -> AffineGrads:
         names = check_wrt(wrt)
-        check_grad(grad, x, weight, xp=xp)
-        return _backward(grad, x, weight, bias, names, xp=xp)
+        check_grad(grad, x, weight, xp=xp, x_device=x_device)
+        return _backward(grad, x, weight, bias, names, complex_, xp=xp)
 
     return out, vjp
 
