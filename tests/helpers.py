@@ -8,6 +8,12 @@ from typing import Any
 import numpy as np
 from array_api_extra.testing import assert_close
 
+from xaffine._reference import backward as reference_backward
+from xaffine._reference import forward as reference_forward
+from xaffine._reference import wide
+
+__all__ = ["DTYPES", "assert_matches", "host_random", "reference_backward", "reference_forward", "tolerances", "wide"]
+
 DTYPES = ("float32", "float64", "complex64", "complex128", "float16")
 
 
@@ -18,33 +24,6 @@ def host_random(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
     if "complex" in dtype:
         data = data + 1j * rng.standard_normal(shape)
     return data.astype(dtype)
-
-
-def wide(a: Any) -> Any:
-    """The float64 / complex128 version of host data (numbers stay numbers)."""
-    if a is None or isinstance(a, (int, float, complex)):
-        return a
-    return a.astype(np.complex128 if np.iscomplexobj(a) else np.float64)
-
-
-def reference_forward(x: np.ndarray, w: np.ndarray, b: Any) -> np.ndarray:
-    x, w, b = wide(x), wide(w), wide(b)
-    out = x @ (w.T if w.ndim == 2 else w)
-    return out if b is None else out + b
-
-
-def reference_backward(g: np.ndarray, x: np.ndarray, w: np.ndarray, b: Any) -> tuple[Any, Any, Any]:
-    g, x, w = wide(g), wide(x), wide(w)
-    x2 = x.reshape(int(np.prod(x.shape[:-1])), x.shape[-1])
-    if w.ndim == 2:
-        dx = g @ w.conj()
-        dw = g.reshape(x2.shape[0], w.shape[0]).T @ x2.conj()
-        db = None if b is None else g.reshape(-1, w.shape[0]).sum(axis=0)
-    else:
-        dx = g[..., None] * w.conj()
-        dw = g.reshape(-1) @ x2.conj()
-        db = None if b is None else np.asarray(g.sum())
-    return dx, dw, db
 
 
 def tolerances(dtype: str, k: int, reference: np.ndarray) -> tuple[float, float]:

@@ -27,6 +27,7 @@ __all__ = [
     "default_backend",
     "find_backend",
     "move",
+    "synchronizer",
     "to_numpy",
 ]
 
@@ -113,6 +114,7 @@ class Backend:
     gpu: bool
     install: str
     _loader: Callable[[str, bool], tuple[Namespace, Device]]
+    testing_only: bool = False
 
     @property
     def module(self) -> str:
@@ -142,9 +144,9 @@ class Backend:
 _CUDA = "a CUDA build: see the library's install guide"
 BACKENDS: tuple[Backend, ...] = (
     Backend("numpy", False, "pip install numpy", _numpy),
-    Backend("numpy:readonly", False, "pip install numpy", _numpy),
+    Backend("numpy:readonly", False, "pip install numpy", _numpy, testing_only=True),
     Backend("array_api_strict", False, "pip install array-api-strict", _strict),
-    Backend("array_api_strict:device1", False, "pip install array-api-strict", _strict),
+    Backend("array_api_strict:device1", False, "pip install array-api-strict", _strict, testing_only=True),
     Backend("torch", False, "pip install torch", _torch),
     Backend("torch:cuda", True, f"pip install torch ({_CUDA})", _torch),
     Backend("jax", False, "pip install jax", _jax),
@@ -215,6 +217,28 @@ def default_backend() -> BackendChoice:
         xp, device = _BY_NAME["numpy"].load()
         return BackendChoice("numpy", xp, device, f"CPU fallback: no usable CuPy GPU ({exc.reason})")
     return BackendChoice("cupy", xp, device, "a CUDA GPU is usable through CuPy")
+
+
+def synchronizer(name: str) -> Callable[[Any], Any]:
+    """A function that waits for the device work behind a result (computes it on Dask)."""
+    module = name.partition(":")[0]
+    if name == "torch:cuda":
+        import torch
+
+        return lambda result: torch.cuda.synchronize()
+    if module == "cupy":
+        import cupy
+
+        return lambda result: cupy.cuda.get_current_stream().synchronize()
+    if module == "jax":
+        import jax
+
+        return jax.block_until_ready  # type: ignore[no-any-return]
+    if module == "dask":
+        import dask
+
+        return lambda result: dask.compute(result)
+    return lambda result: result
 
 
 def backend_name(xp: Namespace) -> str:

@@ -48,11 +48,7 @@ def float_kind(dtype: Any, xp: Namespace) -> str | None:
     except TypeError:  # an unhashable dtype: no memo
         key = None  # type: ignore[assignment]
     kind = (
-        "complex"
-        if xp.isdtype(dtype, "complex floating")
-        else "real"
-        if xp.isdtype(dtype, "real floating")
-        else None
+        "complex" if xp.isdtype(dtype, "complex floating") else "real" if xp.isdtype(dtype, "real floating") else None
     )
     if key is not None:
         _KINDS[key] = kind
@@ -61,6 +57,25 @@ def float_kind(dtype: Any, xp: Namespace) -> str | None:
 
 # The namespace depends only on the array type; array_namespace is called once per type.
 _NAMESPACES: dict[type, Namespace] = {}
+_SINGLE_DEVICE: dict[int, bool] = {}
+
+
+def single_device(xp: Namespace) -> bool:
+    """Whether `xp` has one device only (NumPy), so that device checks can be skipped."""
+    try:
+        return _SINGLE_DEVICE[id(xp)]
+    except KeyError:
+        pass
+    if array_api_compat.is_torch_namespace(xp):
+        # Always several (cpu, meta, ...); and listing them allocates on each.
+        single = False
+    else:
+        try:
+            single = len(xp.__array_namespace_info__().devices()) == 1
+        except Exception:  # a namespace without the inspection API: check devices
+            single = False
+    _SINGLE_DEVICE[id(xp)] = single
+    return single
 
 
 def library_name(a: object) -> str:
@@ -133,11 +148,21 @@ def _check_same_dtype(a: Array, b: Array, name_a: str, name_b: str, xp: Namespac
 
 
 def _check_same_device(da: Device, b: Array, name_a: str, name_b: str) -> None:
+    if da is _ONE_DEVICE:
+        return
     db = array_api_compat.device(b)
     # Traced arrays under jax.jit report no device.
     if da is not None and db is not None and da != db:
         msg = f"`{name_a}` is on device {da} but `{name_b}` is on device {db}; move them to one device"
         raise ValueError(msg)
+
+
+_ONE_DEVICE = object()
+
+
+def device_of(a: Array, xp: Namespace) -> Device:
+    """`a`'s device, or a marker meaning "the namespace has one device, nothing to compare"."""
+    return _ONE_DEVICE if single_device(xp) else array_api_compat.device(a)
 
 
 def _check_like(a: Array, ref: Array, name: str, ref_name: str, xp: Namespace, ref_device: Device) -> None:
@@ -169,7 +194,7 @@ def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: N
         raise ValueError(msg)
     _check_floating(x, "x", xp)
     complex_ = float_kind(x.dtype, xp) == "complex"
-    x_device = array_api_compat.device(x)
+    x_device = device_of(x, xp)
     _check_like(weight, x, "weight", "x", xp, x_device)
     if _dims_differ(x_shape[-1], w_shape[-1]):
         layout = (
@@ -223,7 +248,7 @@ def check_grad(grad: Array, x: Array, weight: Array, *, xp: Namespace, x_device:
         got = _shape(grad) if hasattr(grad, "shape") else type(grad).__name__
         msg = f"`grad` must have the output's shape {expected}; got {got}"
         raise ValueError(msg)
-    _check_like(grad, x, "grad", "x", xp, array_api_compat.device(x) if x_device is None else x_device)
+    _check_like(grad, x, "grad", "x", xp, device_of(x, xp) if x_device is None else x_device)
 
 
 def check_tangents(
@@ -245,7 +270,7 @@ def check_tangents(
         msg = f"`tangents` must be a triple (dx, dweight, dbias); got {len(tangents)} items"
         raise ValueError(msg)
     x = primals[0]
-    x_device = array_api_compat.device(x)
+    x_device = device_of(x, xp)
     for name, tangent, primal in zip(GRAD_NAMES, tangents, primals, strict=True):
         label = f"tangents[{GRAD_NAMES.index(name)}] (d{name})"
         if tangent is None:

@@ -19,6 +19,7 @@ from ._checks import (
     check_inputs,
     check_tangents,
     check_wrt,
+    device_of,
     namespace_of,
     output_shape,
 )
@@ -255,7 +256,7 @@ def affine_vjp(
     xp = namespace_of(x, weight, bias, names=_INPUT_NAMES, xp=xp)
     complex_ = check_inputs(x, weight, bias, xp=xp)
     out = _forward(x, weight, bias, xp=xp)
-    x_device = array_api_compat.device(x)
+    x_device = device_of(x, xp)
 
     def vjp(grad: Array, *, wrt: Iterable[str] | str = GRAD_NAMES) -> AffineGrads:
         names = check_wrt(wrt)
