@@ -233,11 +233,11 @@ def synchronizer(name: str) -> Callable[[Any], Any]:
     if module == "jax":
         import jax
 
-        return jax.block_until_ready  # type: ignore[no-any-return]
+        return jax.block_until_ready
     if module == "dask":
-        import dask
+        from dask.base import compute
 
-        return lambda result: dask.compute(result)
+        return lambda result: compute(result)  # type: ignore[no-untyped-call]
     return lambda result: result
 
 

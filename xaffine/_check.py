@@ -82,19 +82,23 @@ def _check_one(backend: Backend, xp: Any, device: Any, dtype: str) -> CheckResul
     grads = vjp(g)
     references = (_reference.forward(host["x"], host["w"], host["b"]), *_reference.backward(*(host[k] for k in "gxwb")))
     for name, actual, ref in zip(_GRADS, (out, *grads), references, strict=True):
-        result.errors[name] = _relative(actual, ref)
+        if ref is not None:
+            result.errors[name] = _relative(actual, ref)
     result.tolerance = 4.0 * math.sqrt(float(np.finfo(dtype).eps))
 
-    def backward(ct: Any, *args: Any) -> Any:
-        return tuple(affine_backward(ct, *args))
+    def backward(ct: Any, x: Any, w: Any, b: Any) -> Any:
+        return tuple(affine_backward(ct, x, w, b))
 
-    def jvp(t: Any, *args: Any) -> Any:
-        return affine_jvp(*args, t)[1]
+    def jvp(t: Any, x: Any, w: Any, b: Any) -> Any:
+        return affine_jvp(x, w, b, t)[1]
 
-    for attr, check in (
-        ("adjoint", lambda: check_adjoint(jvp, backward, (x, w, b))),
-        ("finite_differences", lambda: check_vjp(_forward, backward, (x, w, b))),
-    ):
+    def adjoint() -> None:
+        check_adjoint(jvp, backward, (x, w, b))
+
+    def finite_differences() -> None:
+        check_vjp(_forward, backward, (x, w, b))
+
+    for attr, check in (("adjoint", adjoint), ("finite_differences", finite_differences)):
         try:
             check()
         except AssertionError as exc:

@@ -92,7 +92,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         rows.append([r.backend, r.device, r.dtype, *errors, adjoint, fd, f"{r.seconds * 1e6:.0f} us"])
     if results:
         print(_table(rows))
-        print(f"errors: max |result - float64 reference| / max |reference|; passing needs each <= 4 sqrt(eps)")
+        print("errors: max |result - float64 reference| / max |reference|; passing needs each <= 4 sqrt(eps)")
     for r in results:
         for name, text in (("adjoint", r.adjoint), ("finite differences", r.finite_differences)):
             if text != "passed":
@@ -184,9 +184,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         )
     finally:
         bar.close()
-    print(
-        f"test accuracy: {result.accuracy:.2%} on {result.test_size} held-out digits ({result.backend}, {result.device})"
-    )
+    where = f"{result.backend}, {result.device}"
+    print(f"test accuracy: {result.accuracy:.2%} on {result.test_size} held-out digits ({where})")
     print(f"the same --seed ({args.seed}) gives the same accuracy on every backend, to within float rounding")
     return 0
 

@@ -111,7 +111,8 @@ def train(
             first.backward(xp.where(active, da, xp.zeros_like(da)))
             for layer in (first, second):
                 for name, grad in layer.grads.items():
-                    setattr(layer, name, getattr(layer, name) - lr * grad)
+                    if grad is not None:
+                        setattr(layer, name, getattr(layer, name) - lr * grad)
                 layer.zero_grad()
             total = total + loss * (index.shape[0] / len(train_))
         result.losses.append(float(to_numpy(total)))
