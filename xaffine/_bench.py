@@ -327,3 +327,92 @@ def plot(results: list[BenchResult], path: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+@dataclass
+class ScalingRow:
+    """Dask (threads) against NumPy on the same batch, `factor` times the base batch."""
+
+    factor: int
+    rows: int
+    chunks: int
+    numpy_seconds: float
+    dask_seconds: float
+    dask_over_numpy: float
+    growth: float  # dask time / (factor x dask time at factor 1): 1.0 is linear
+
+
+def dask_scaling(
+    *,
+    rows: int = 16384,
+    k: int = 256,
+    n: int = 256,
+    factors: Sequence[int] = (1, 4, 16),
+    dtype: str = "float32",
+    workers: int = 2,
+    rounds: int = 5,
+    seed: int = 0,
+    progress: Callable[[str], None] | None = None,
+) -> list[ScalingRow]:
+    """Forward+backward (computed) on Dask's threaded scheduler against NumPy, as the batch grows.
+
+    The Dask batch is chunked `rows` samples per chunk, so a batch `factor` times larger
+    has `factor` chunks.
+    """
+    import dask
+    import dask.array as da
+
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, k)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    table_rows: list[ScalingRow] = []
+    base = math.nan
+    for factor in factors:
+        if progress is not None:
+            progress(f"dask x{factor}")
+        m = rows * factor
+        x = rng.standard_normal((m, k)).astype(dtype)
+        g = rng.standard_normal((m, n)).astype(dtype)
+        xd, gd = da.from_array(x, chunks=(rows, k)), da.from_array(g, chunks=(rows, n))
+
+        def on_numpy(x: Any = x, g: Any = g) -> Any:
+            out, vjp = affine_vjp(x, w, b)
+            return out, vjp(g)
+
+        def on_dask(xd: Any = xd, gd: Any = gd) -> Any:
+            out, vjp = affine_vjp(xd, w, b)
+            return dask.compute(out, *vjp(gd), scheduler="threads", num_workers=workers)
+
+        samples: dict[str, list[float]] = {"numpy": [], "dask": []}
+        variants = {"numpy": on_numpy, "dask": on_dask}
+        on_numpy()
+        on_dask()
+        for r in range(rounds):
+            for key in ["numpy", "dask"] if r % 2 == 0 else ["dask", "numpy"]:
+                samples[key].append(_sample(variants[key], lambda result: result, 1))
+        t_numpy, t_dask = statistics.median(samples["numpy"]), statistics.median(samples["dask"])
+        ratio = statistics.median(d / p for d, p in zip(samples["dask"], samples["numpy"], strict=True))
+        if factor == factors[0]:
+            base = t_dask / factor
+        table_rows.append(ScalingRow(factor, m, factor, t_numpy, t_dask, ratio, t_dask / (factor * base)))
+    return table_rows
+
+
+def scaling_table(rows: list[ScalingRow]) -> str:
+    head = ["batch", "rows", "chunks", "numpy s", "dask s", "dask/numpy", "growth vs linear"]
+    body = [
+        [
+            f"{r.factor}x",
+            str(r.rows),
+            str(r.chunks),
+            f"{r.numpy_seconds:.3f}",
+            f"{r.dask_seconds:.3f}",
+            f"{r.dask_over_numpy:.2f}",
+            f"{r.growth:.2f}",
+        ]
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in [head, *body]) for i in range(len(head))]
+    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in [head, *body]]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)

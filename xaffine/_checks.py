@@ -87,6 +87,9 @@ def library_name(a: object) -> str:
 def namespace_of(*arrays: Array, names: tuple[str, ...], xp: Namespace | None) -> Namespace:
     """The one namespace of `arrays` (``None`` and Python numbers ignored).
 
+    Dask arrays may come with NumPy arrays (in-memory parameters): the namespace is
+    then Dask's.
+
     Raises
     ------
     TypeError
@@ -113,6 +116,9 @@ def namespace_of(*arrays: Array, names: tuple[str, ...], xp: Namespace | None) -
         if len({type(a) for a, _ in present}) == 1:
             _NAMESPACES[type(present[0][0])] = xp
         return xp
+    if {library_name(a) for a, _ in present} == {"dask", "numpy"}:
+        # Dask takes in-memory NumPy operands (small weights next to a chunked batch).
+        return array_api_compat.array_namespace(*(a for a, _ in present if library_name(a) == "dask"))
     libs = ", ".join(f"`{n}` is a {library_name(a)} array" for a, n in present)
     msg = f"arrays from more than one library: {libs}; pass arrays of one library (convert with its asarray)"
     raise TypeError(msg)

@@ -196,6 +196,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_bench(args: argparse.Namespace) -> int:
     from . import _bench
 
+    if args.dask_scaling:
+        return _dask_scaling(args)
     shapes = args.shape or list(_bench.SHAPES)
     backends = _names(args.backends) or ["numpy"]
     dtypes = _names(args.dtypes) or ["float32", "float64"]
@@ -224,6 +226,23 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if args.plot:
         _bench.plot(results, args.plot)
         print(f"plot written to {args.plot}")
+    return 0
+
+
+def _dask_scaling(args: argparse.Namespace) -> int:
+    from . import _bench
+
+    dtype = (_names(args.dtypes) or ["float32"])[0]
+    progress = _Progress(3)
+    try:
+        rows = _bench.dask_scaling(dtype=dtype, rounds=args.rounds, progress=progress)
+    finally:
+        progress.close()
+    print(_bench.scaling_table(rows))
+    print("forward+backward computed on Dask's threaded scheduler (2 workers) against NumPy, same data;")
+    print("growth = Dask time / (factor x Dask time at 1x): 1.00 is linear in the batch")
+    if args.json:
+        _write_json(args.json, {"machine": _bench.machine(), "dask_scaling": [asdict(r) for r in rows]})
     return 0
 
 
@@ -298,6 +317,11 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--min-time", type=float, default=0.05, help="seconds per timed sample (default: 0.05)")
     bench.add_argument("--no-torch", action="store_true", help="leave out the PyTorch reference")
     bench.add_argument("--jax", action="store_true", help="add jax.jit(jax.vjp) as a reference")
+    bench.add_argument(
+        "--dask-scaling",
+        action="store_true",
+        help="instead: Dask (threads, 2 workers) against NumPy at 1x, 4x and 16x a batch of 16384x256 -> 256",
+    )
     bench.add_argument("--json", metavar="PATH", help="write the results as JSON to PATH ('-': stdout)")
     bench.add_argument("--plot", metavar="PATH", help="write a plot of time against size (needs matplotlib)")
     bench.set_defaults(run=_cmd_bench)

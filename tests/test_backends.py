@@ -1,0 +1,55 @@
+"""Backend discovery, the default backend and its CPU fallback."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import xaffine
+from xaffine._backends import BACKENDS, find_backend, move, to_numpy
+
+
+def test_default_is_cupy_on_a_gpu_else_numpy(monkeypatch):
+    monkeypatch.delenv("XAFFINE_BACKEND", raising=False)
+    choice = xaffine.default_backend()
+    try:
+        find_backend("cupy").load()
+    except xaffine._backends.BackendUnavailable:
+        assert choice.name == "numpy"
+        assert choice.reason.startswith("CPU fallback: no usable CuPy GPU")
+    else:
+        assert choice.name == "cupy"
+
+
+def test_environment_overrides_the_default(monkeypatch):
+    monkeypatch.setenv("XAFFINE_BACKEND", "array_api_strict")
+    pytest.importorskip("array_api_strict", reason="needs array_api_strict to switch to")
+    choice = xaffine.default_backend()
+    assert choice.name == "array_api_strict"
+    assert "XAFFINE_BACKEND=array_api_strict" in choice.reason
+    assert xaffine.Affine(2, 3, seed=0).xp is choice.xp
+
+
+def test_environment_naming_an_unusable_backend_is_an_error(monkeypatch):
+    monkeypatch.setenv("XAFFINE_BACKEND", "nope")
+    with pytest.raises(ValueError, match=r"unknown backend 'nope'"):
+        xaffine.default_backend()
+
+
+@pytest.mark.parametrize(
+    ("alias", "name"), [("torch-cuda", "torch:cuda"), ("array-api-strict", "array_api_strict"), ("JAX-GPU", "jax:gpu")]
+)
+def test_session_spellings(alias, name):
+    assert find_backend(alias).name == name
+
+
+def test_every_backend_has_an_install_hint():
+    assert all(b.install.startswith("pip install") for b in BACKENDS)
+
+
+def test_move_and_to_numpy_round_trip(backend):
+    host = np.arange(6.0).reshape(2, 3)
+    a = backend.asarray(host)
+    np.testing.assert_array_equal(to_numpy(a), host)
+    back = move(to_numpy(a), backend.xp, backend.device)
+    np.testing.assert_array_equal(to_numpy(back), host)

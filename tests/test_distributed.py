@@ -1,0 +1,128 @@
+"""The layer on Dask: chunk-parallel, lazy, never the whole batch in one chunk, and on a
+real dask.distributed cluster that loses a worker mid-computation."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from tests.helpers import host_random
+from xaffine import Affine, affine_backward, affine_vjp
+from xaffine._reference import backward as reference_backward
+from xaffine._reference import forward as reference_forward
+
+da = pytest.importorskip("dask.array", reason="the Dask tests need dask[array]")
+
+BATCH, CHUNK, K, N = 4096, 512, 16, 8
+
+
+def _inputs():
+    x = host_random((BATCH, K), "float64", 0)
+    w = host_random((N, K), "float64", 1)
+    b = host_random((N,), "float64", 2)
+    g = host_random((BATCH, N), "float64", 3)
+    return x, w, b, g
+
+
+def test_numpy_parameters_with_a_chunked_batch():
+    x, w, b, g = _inputs()
+    xd, gd = da.from_array(x, chunks=(CHUNK, K)), da.from_array(g, chunks=(CHUNK, N))
+    out, vjp = affine_vjp(xd, w, b)
+    grads = vjp(gd)
+    assert out.chunks[0] == xd.chunks[0]
+    assert grads.x.chunks[0] == xd.chunks[0]
+    np.testing.assert_allclose(out.compute(), reference_forward(x, w, b), rtol=1e-12)
+    for actual, expected in zip(grads, reference_backward(g, x, w, b), strict=True):
+        np.testing.assert_allclose(actual.compute(), expected, rtol=1e-10)
+
+
+def test_no_task_holds_the_whole_batch():
+    from dask.callbacks import Callback
+
+    x, w, b, g = _inputs()
+    xd, gd = da.from_array(x, chunks=(CHUNK, K)), da.from_array(g, chunks=(CHUNK, N))
+    grads = affine_backward(gd, xd, w, b)
+    largest = []
+
+    class Sizes(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):
+            largest.append(getattr(result, "nbytes", 0))
+
+    import dask
+
+    with Sizes(), dask.config.set(scheduler="synchronous"):
+        dask.compute(grads.weight, grads.bias)
+    # The biggest intermediate is one chunk of the batch, far from the whole batch.
+    assert max(largest) <= CHUNK * max(K, N) * 8
+    assert max(largest) < BATCH * K * 8 / 4
+
+
+def test_layer_with_dask_inputs():
+    x, _, _, g = _inputs()
+    layer = Affine(K, N, xp="numpy", dtype="float64", seed=0)
+    out = layer(da.from_array(x, chunks=(CHUNK, K)))
+    dx = layer.backward(da.from_array(g, chunks=(CHUNK, N)))
+    w, b = layer.weight, layer.bias
+    np.testing.assert_allclose(out.compute(), reference_forward(x, w, b), rtol=1e-12)
+    np.testing.assert_allclose(dx.compute(), g @ w, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(layer.grads["weight"]), g.T @ x, rtol=1e-10)
+
+
+def _slow(block):
+    time.sleep(0.2)
+    return block
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_local_cluster_survives_a_killed_worker():
+    distributed = pytest.importorskip("distributed", reason="the cluster test needs dask.distributed")
+    x, w, b, g = _inputs()
+    with (
+        distributed.LocalCluster(
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        xd = da.from_array(x, chunks=(CHUNK, K)).map_blocks(_slow, dtype=x.dtype)
+        gd = da.from_array(g, chunks=(CHUNK, N))
+        out, vjp = affine_vjp(xd, w, b)
+        grads = vjp(gd)
+        futures = client.compute([out, *grads])
+        deadline = time.monotonic() + 20
+        while not any(client.processing().values()) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        busy = next(addr for addr, tasks in client.processing().items() if tasks)
+        # The worker's process dies mid-task; its nanny starts a new one and the
+        # scheduler reruns what was lost.
+        nanny = next(n for n in cluster.workers.values() if n.worker_address == busy)
+        os.kill(nanny.pid, signal.SIGKILL)
+        results = client.gather(futures)
+        assert busy not in client.scheduler_info()["workers"], "the killed worker should be gone"
+    np.testing.assert_allclose(results[0], reference_forward(x, w, b), rtol=1e-12)
+    for actual, expected in zip(results[1:], reference_backward(g, x, w, b), strict=True):
+        np.testing.assert_allclose(actual, expected, rtol=1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+def test_the_distributed_example_trains():
+    pytest.importorskip("distributed", reason="the example needs dask.distributed")
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    example = Path(__file__).parents[1] / "examples" / "dask_distributed.py"
+    args = ["--samples", "40000", "--chunk", "10000", "--steps", "8", "--features", "8"]
+    done = subprocess.run(
+        [sys.executable, str(example), *args], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    losses = [float(line.split()[3]) for line in done.stdout.splitlines() if line.startswith("step")]
+    assert len(losses) == 8
+    assert losses[-1] < losses[0] / 10
+    assert "in 4 chunks of 10000" in done.stdout
