@@ -18,7 +18,7 @@ def test_check_passes_and_writes_json(tmp_path, capsys):
     assert main(["check", "--backends", "numpy,array_api_strict", "--json", str(path)]) == 0
     out = capsys.readouterr().out
     rows = [line.split() for line in out.splitlines()]
-    assert ["numpy", "cpu", "float32"] == rows[2][:3]
+    assert rows[2][:3] == ["numpy", "cpu", "float32"]
     assert any(r[:1] == ["array_api_strict"] and "float64" in r for r in rows)
     assert "all 4 checks passed on array_api_strict, numpy" in out
     report = json.loads(path.read_text())

@@ -359,8 +359,8 @@ def dask_scaling(
     The Dask batch is chunked `rows` samples per chunk, so a batch `factor` times larger
     has `factor` chunks.
     """
-    import dask
     import dask.array as da
+    from dask.base import compute
 
     rng = np.random.default_rng(seed)
     w = rng.standard_normal((n, k)).astype(dtype)
@@ -373,7 +373,8 @@ def dask_scaling(
         m = rows * factor
         x = rng.standard_normal((m, k)).astype(dtype)
         g = rng.standard_normal((m, n)).astype(dtype)
-        xd, gd = da.from_array(x, chunks=(rows, k)), da.from_array(g, chunks=(rows, n))
+        xd = da.from_array(x, chunks=(rows, k))  # type: ignore[no-untyped-call]
+        gd = da.from_array(g, chunks=(rows, n))  # type: ignore[no-untyped-call]
 
         def on_numpy(x: Any = x, g: Any = g) -> Any:
             out, vjp = affine_vjp(x, w, b)
@@ -381,7 +382,7 @@ def dask_scaling(
 
         def on_dask(xd: Any = xd, gd: Any = gd) -> Any:
             out, vjp = affine_vjp(xd, w, b)
-            return dask.compute(out, *vjp(gd), scheduler="threads", num_workers=workers)
+            return compute(out, *vjp(gd), scheduler="threads", num_workers=workers)  # type: ignore[no-untyped-call]
 
         samples: dict[str, list[float]] = {"numpy": [], "dask": []}
         variants = {"numpy": on_numpy, "dask": on_dask}
