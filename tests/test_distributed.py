@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import host_random
-from xaffine import Affine, affine_backward, affine_vjp
+from xaffine import Affine, affine, affine_backward, affine_vjp
 from xaffine._reference import backward as reference_backward
 from xaffine._reference import forward as reference_forward
 
@@ -70,6 +70,16 @@ def test_layer_with_dask_inputs():
     np.testing.assert_allclose(out.compute(), reference_forward(x, w, b), rtol=1e-12)
     np.testing.assert_allclose(dx.compute(), g @ w, rtol=1e-12)
     np.testing.assert_allclose(np.asarray(layer.grads["weight"]), g.T @ x, rtol=1e-10)
+
+
+def test_leading_axes_keep_their_chunks():
+    x = da.from_array(host_random((8, 6, 5), "float64", 0), chunks=(2, 6, 5))
+    w, b = host_random((3, 5), "float64", 1), np.zeros(3)
+    out = affine(x, w, b)
+    assert out.chunks[0] == (2, 2, 2, 2)
+    grads = affine_backward(da.ones(out.shape, chunks=(2, 6, 3)), x, w, b)
+    assert grads.x.chunks[0] == (2, 2, 2, 2)
+    assert grads.weight.numblocks == (1, 1)
 
 
 def _slow(block):

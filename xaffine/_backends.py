@@ -233,7 +233,7 @@ def synchronizer(name: str) -> Callable[[Any], Any]:
     if module == "jax":
         import jax
 
-        return jax.block_until_ready
+        return lambda result: jax.block_until_ready(result)  # type: ignore[no-untyped-call]
     if module == "dask":
         from dask.base import compute
 
@@ -254,7 +254,7 @@ def to_numpy(a: Array) -> np.ndarray[Any, Any]:
     if array_api_compat.is_cupy_array(a):
         return np.asarray(a.get())
     if array_api_compat.is_torch_array(a):
-        return a.detach().cpu().resolve_conj().numpy()
+        return np.asarray(a.detach().cpu().resolve_conj().numpy())
     try:
         return np.asarray(a)
     except (RuntimeError, ValueError, TypeError):
