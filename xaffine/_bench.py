@@ -81,9 +81,12 @@ def _flatten(a: Array, xp: Namespace) -> Array:
     return xp.reshape(a, (math.prod(a.shape[:-1]), a.shape[-1]))
 
 
+Variant = tuple[Callable[[], Any], Callable[[Any], Any]]  # (call, wait for its result)
+
+
 def _variants(
     name: str, xp: Namespace, device: Device, host: dict[str, np.ndarray[Any, Any]], with_torch: bool, with_jax: bool
-) -> dict[str, Callable[[], Any]]:
+) -> dict[str, Variant]:
     x, w, b, g = (xp.asarray(host[key], device=device) for key in ("x", "w", "b", "g"))
     x2, g2 = _flatten(x, xp), _flatten(g, xp)
 
@@ -94,18 +97,20 @@ def _variants(
     def bound() -> Any:
         return x2 @ w.T, g2 @ w, g2.T @ x2
 
-    variants: dict[str, Callable[[], Any]] = {"xaffine": ours, "bound": bound}
+    sync = synchronizer(name)
+    variants: dict[str, Variant] = {"xaffine": (ours, sync), "bound": (bound, sync)}
+    on_gpu = find_backend(name).gpu
     if with_torch:
-        variants["torch"] = _torch_variant(name, host)
+        variants["torch"] = (_torch_variant(on_gpu, host), synchronizer("torch:cuda" if on_gpu else "torch"))
     if with_jax:
-        variants["jax"] = _jax_variant(name, host)
+        variants["jax"] = (_jax_variant(on_gpu, host), synchronizer("jax"))
     return variants
 
 
-def _torch_variant(name: str, host: dict[str, np.ndarray[Any, Any]]) -> Callable[[], Any]:
+def _torch_variant(on_gpu: bool, host: dict[str, np.ndarray[Any, Any]]) -> Callable[[], Any]:
     import torch
 
-    where = "cuda" if name in ("torch:cuda", "cupy", "jax:gpu") else "cpu"
+    where = "cuda" if on_gpu else "cpu"
     x, w, b, g = (torch.from_numpy(host[k]).to(where) for k in ("x", "w", "b", "g"))
     for t in (x, w, b):
         t.requires_grad_(True)
@@ -119,10 +124,10 @@ def _torch_variant(name: str, host: dict[str, np.ndarray[Any, Any]]) -> Callable
     return run
 
 
-def _jax_variant(name: str, host: dict[str, np.ndarray[Any, Any]]) -> Callable[[], Any]:
+def _jax_variant(on_gpu: bool, host: dict[str, np.ndarray[Any, Any]]) -> Callable[[], Any]:
     import jax
 
-    device = jax.devices("gpu" if name in ("torch:cuda", "cupy", "jax:gpu") else "cpu")[0]
+    device = jax.devices("gpu" if on_gpu else "cpu")[0]
     x, w, b, g = (jax.device_put(host[k], device) for k in ("x", "w", "b", "g"))
 
     def step(x: Any, w: Any, b: Any, g: Any) -> Any:
@@ -205,7 +210,6 @@ def run(
     for backend_name in backends:
         backend = find_backend(backend_name)
         xp, device = backend.load(exact=True)
-        sync = synchronizer(backend.name)
         for dtype in dtypes:
             for shape_name, (lead, k, n) in parsed:
                 if progress is not None:
@@ -220,12 +224,12 @@ def run(
                 variants = _variants(backend.name, xp, device, host, with_torch, jax)
                 m = math.prod(lead)
                 result = BenchResult(backend.name, str(device), dtype, shape_name, [*lead, k, n], 6 * m * k * n)
-                numbers = {key: _calibrate(fn, sync, min_time) for key, fn in variants.items()}
+                numbers = {key: _calibrate(fn, sync, min_time) for key, (fn, sync) in variants.items()}
                 samples: dict[str, list[float]] = {key: [] for key in variants}
                 order = list(variants)
                 for r in range(rounds):
                     for key in order[r % len(order) :] + order[: r % len(order)]:
-                        samples[key].append(_sample(variants[key], sync, numbers[key]))
+                        samples[key].append(_sample(*variants[key], numbers[key]))
                 result.times = {key: statistics.median(v) for key, v in samples.items()}
                 result.ratios = {
                     f"xaffine/{key}": statistics.median(a / c for a, c in zip(samples["xaffine"], v, strict=True))
@@ -233,7 +237,7 @@ def run(
                     if key != "xaffine"
                 }
                 if backend.module == "numpy":
-                    result.peak_memory_ratio = _peak_memory_ratio(variants["xaffine"])
+                    result.peak_memory_ratio = _peak_memory_ratio(variants["xaffine"][0])
                 results.append(result)
     return results
 
