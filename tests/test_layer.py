@@ -203,3 +203,16 @@ def test_setters_check(backend):
     assert no_bias.state_dict().keys() == {"weight"}
     with pytest.raises(AttributeError, match=r"this layer has no bias"):
         no_bias.bias = backend.asarray(np.zeros(2, np.float32))
+
+
+def test_bfloat16_where_the_backend_has_it(backend):
+    if not backend.has("bfloat16"):
+        pytest.skip(f"{backend.name} has no bfloat16")
+    layer = make(backend, 6, 4, seed=5, dtype="bfloat16")
+    assert layer.dtype == backend.xp.bfloat16
+    reference = Affine(6, 4, xp="numpy", seed=5, dtype="float32")
+    # Rounded once from the same float32 numbers: within bfloat16's half-ulp.
+    w = to_numpy(backend.xp.astype(layer.weight, backend.xp.float32))
+    np.testing.assert_allclose(w, to_numpy(reference.weight), rtol=2**-8)
+    out = layer(backend.xp.astype(backend.asarray(np.ones((2, 6), dtype=np.float32)), backend.xp.bfloat16))
+    assert out.dtype == backend.xp.bfloat16

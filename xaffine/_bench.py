@@ -188,7 +188,7 @@ def run(
     dtypes: Sequence[str] = ("float32", "float64"),
     shapes: Sequence[str] = tuple(SHAPES),
     *,
-    rounds: int = 7,
+    rounds: int = 15,
     min_time: float = 0.05,
     torch: bool = True,
     jax: bool = False,

@@ -313,7 +313,7 @@ def _parser() -> argparse.ArgumentParser:
         help="single, small, medium, large, seq, or MxKxN with leading axes, e.g. 8x512x768x768; repeatable "
         "(default: the five named shapes)",
     )
-    bench.add_argument("--rounds", type=int, default=7, help="round-robin rounds (default: 7)")
+    bench.add_argument("--rounds", type=int, default=15, help="round-robin rounds (default: 15)")
     bench.add_argument("--min-time", type=float, default=0.05, help="seconds per timed sample (default: 0.05)")
     bench.add_argument("--no-torch", action="store_true", help="leave out the PyTorch reference")
     bench.add_argument("--jax", action="store_true", help="add jax.jit(jax.vjp) as a reference")
