@@ -7,6 +7,7 @@ and what was expected.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 from numbers import Number
 from typing import Any
@@ -43,14 +44,12 @@ def float_kind(dtype: Any, xp: Namespace) -> str | None:
     key = (id(xp), dtype)
     try:
         return _KINDS[key]
-    except KeyError:
+    except (KeyError, TypeError):  # TypeError: an unhashable dtype, not memoised
         pass
-    except TypeError:  # an unhashable dtype: no memo
-        key = None  # type: ignore[assignment]
     kind = (
         "complex" if xp.isdtype(dtype, "complex floating") else "real" if xp.isdtype(dtype, "real floating") else None
     )
-    if key is not None:
+    with contextlib.suppress(TypeError):
         _KINDS[key] = kind
     return kind
 
