@@ -45,7 +45,7 @@ done
 "$py" - "$logs" <<'PY'
 import json, pathlib, sys, time
 logs = pathlib.Path(sys.argv[1])
-rows = []
+rows, machine = [], {}
 for name in ("bench.json", "bench-8192.json"):
     path = logs / name
     if path.exists():
