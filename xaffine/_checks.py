@@ -197,8 +197,10 @@ def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: N
             f"got shape {w_shape}"
         )
         raise ValueError(msg)
-    _check_floating(x, "x", xp)
-    complex_ = float_kind(x.dtype, xp) == "complex"
+    kind = float_kind(x.dtype, xp)
+    if kind is None:
+        _check_floating(x, "x", xp)
+    complex_ = kind == "complex"
     x_device = device_of(x, xp)
     _check_like(weight, x, "weight", "x", xp, x_device)
     if _dims_differ(x_shape[-1], w_shape[-1]):
@@ -211,7 +213,7 @@ def check_inputs(x: Array, weight: Array, bias: Array | complex | None, *, xp: N
         raise ValueError(msg)
     if bias is None:
         return complex_
-    if is_number(bias):
+    if not hasattr(bias, "shape") and is_number(bias):
         if isinstance(bias, complex) and not complex_:
             msg = f"`bias` is the complex number {bias!r} but `x` is real ({x.dtype})"
             raise TypeError(msg)
@@ -236,8 +238,12 @@ def output_shape(x: Array, weight: Array) -> tuple[Any, ...]:
     return _shape(x)[:-1] + _shape(weight)[:-1]
 
 
-def check_grad(grad: Array, x: Array, weight: Array, *, xp: Namespace, x_device: Device = None) -> None:
-    """Check the incoming gradient against the layer's output (`x_device`: x's, if known).
+def check_grad(
+    grad: Array, x: Array, weight: Array, *, xp: Namespace, x_device: Device = None, expected: Any = None
+) -> None:
+    """Check the incoming gradient against the layer's output.
+
+    `x_device` (x's device) and `expected` (the output's shape) save work when known.
 
     Raises
     ------
@@ -248,7 +254,8 @@ def check_grad(grad: Array, x: Array, weight: Array, *, xp: Namespace, x_device:
     """
     if type(grad) is not type(x):
         namespace_of(grad, x, names=("grad", "x"), xp=None)
-    expected = output_shape(x, weight)
+    if expected is None:
+        expected = output_shape(x, weight)
     if not hasattr(grad, "shape") or _shapes_differ(_shape(grad), expected):
         got = _shape(grad) if hasattr(grad, "shape") else type(grad).__name__
         msg = f"`grad` must have the output's shape {expected}; got {got}"

@@ -44,9 +44,7 @@ class AffineGrads(NamedTuple):
 
 def _rows(a: Array, width: int, xp: Namespace) -> Array:
     """`a` as a matrix of shape (prod(leading), width): a view when `a` is contiguous."""
-    if a.ndim == 2:
-        return a
-    return xp.reshape(a, (math.prod(a.shape[:-1]), width))
+    return a if a.ndim == 2 else xp.reshape(a, (math.prod(a.shape[:-1]), width))
 
 
 def _product(a: Array, b: Array, complex_: bool, xp: Namespace) -> Array:
@@ -92,22 +90,26 @@ def _backward(
     *,
     xp: Namespace,
 ) -> AffineGrads:
-    k = weight.shape[-1]
-    x2 = _rows(x, k, xp) if "weight" in wrt else None
+    dx = dw = db = None
     if weight.ndim == 2:
         # A = X W^T + b  =>  dX = dA conj(W),  dW = dA^T conj(X),  db = sum(dA)
         g2 = _rows(grad, weight.shape[0], xp)
-        dx = _product(g2, weight, complex_, xp) if "x" in wrt else None
-        if dx is not None and x.ndim != 2:
-            dx = xp.reshape(dx, x.shape)
-        dw = _product(g2.T, x2, complex_, xp) if x2 is not None else None
-        db = xp.sum(g2, axis=0) if bias is not None and "bias" in wrt else None
+        if "x" in wrt:
+            dx = _product(g2, weight, complex_, xp)
+            if x.ndim != 2:
+                dx = xp.reshape(dx, x.shape)
+        if "weight" in wrt:
+            dw = _product(g2.T, _rows(x, weight.shape[1], xp), complex_, xp)
+        if bias is not None and "bias" in wrt:
+            db = xp.sum(g2, axis=0)
     else:
         # a = X w + b  =>  dX = da conj(w),  dw = da^T conj(X),  db = sum(da)
-        w_c = xp.conj(weight) if complex_ else weight
-        dx = xp.expand_dims(grad, axis=-1) * w_c if "x" in wrt else None
-        dw = _product(xp.reshape(grad, (1, -1)), x2, complex_, xp)[0, ...] if x2 is not None else None
-        db = xp.asarray(xp.sum(grad)) if bias is not None and "bias" in wrt else None
+        if "x" in wrt:
+            dx = xp.expand_dims(grad, axis=-1) * (xp.conj(weight) if complex_ else weight)
+        if "weight" in wrt:
+            dw = _product(xp.reshape(grad, (1, -1)), _rows(x, weight.shape[0], xp), complex_, xp)[0, ...]
+        if bias is not None and "bias" in wrt:
+            db = xp.asarray(xp.sum(grad))
     return AffineGrads(dx, dw, db)
 
 
@@ -256,11 +258,11 @@ def affine_vjp(
     xp = namespace_of(x, weight, bias, names=_INPUT_NAMES, xp=xp)
     complex_ = check_inputs(x, weight, bias, xp=xp)
     out = _forward(x, weight, bias, xp=xp)
-    x_device = device_of(x, xp)
+    x_device, expected = device_of(x, xp), output_shape(x, weight)
 
     def vjp(grad: Array, *, wrt: Iterable[str] | str = GRAD_NAMES) -> AffineGrads:
         names = check_wrt(wrt)
-        check_grad(grad, x, weight, xp=xp, x_device=x_device)
+        check_grad(grad, x, weight, xp=xp, x_device=x_device, expected=expected)
         return _backward(grad, x, weight, bias, names, complex_, xp=xp)
 
     return out, vjp
