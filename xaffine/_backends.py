@@ -26,7 +26,6 @@ __all__ = [
     "backend_name",
     "default_backend",
     "find_backend",
-    "move",
     "synchronizer",
     "to_numpy",
 ]
@@ -260,8 +259,3 @@ def to_numpy(a: Array) -> np.ndarray[Any, Any]:
     except (RuntimeError, ValueError, TypeError):
         # array_api_strict refuses __array__ off its CPU device; DLPack still works.
         return np.from_dlpack(a)
-
-
-def move(a: Array, xp: Namespace, device: Device | None = None) -> Array:
-    """`a`, from any library, as an array of `xp` on `device`, through the host."""
-    return xp.asarray(to_numpy(a), device=device)
