@@ -45,7 +45,7 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
         try:
-            xp, device = backend.load(exact=True)
+            _, xp, device, _ = backend.load(exact=True)
         except BackendUnavailable as exc:
             if explicit:
                 msg = f"backend {backend.name!r} was requested ({raw!r}) but cannot run here: {exc.reason}"

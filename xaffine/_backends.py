@@ -1,8 +1,12 @@
-"""Backend discovery: which array libraries and devices are usable here.
+"""The backend table: everything xaffine knows about each array library, one row each.
 
-The one module that imports backend libraries, each lazily, when asked. It also
-holds the two host transfers the package needs (to NumPy and back), so that no
-other module touches a library's private API.
+A row says how the library is imported and loaded, its default device, how to wait
+for its device work, how to copy an array to the host, whether it is lazy, whether it
+takes NumPy operands beside its own arrays, which pip distributions provide it and
+which nox session installs it. Adding a backend means adding a row here (and its nox
+session, which ``tests/test_backends.py`` holds to this table).
+
+This is the one module that imports backend libraries, each lazily, when asked.
 """
 
 from __future__ import annotations
@@ -23,11 +27,16 @@ __all__ = [
     "Backend",
     "BackendChoice",
     "BackendUnavailable",
-    "backend_name",
+    "backend_of",
     "default_backend",
     "find_backend",
-    "synchronizer",
+    "library_of",
+    "library_row",
+    "namespace",
+    "dtype_name",
+    "resolve",
     "to_numpy",
+    "transfer",
 ]
 
 ENV_DEFAULT = "XAFFINE_BACKEND"
@@ -43,6 +52,15 @@ class BackendUnavailable(RuntimeError):
         self.reason = reason
 
 
+class BackendChoice(NamedTuple):
+    """A loaded backend: its name, Array API namespace and device, and why it was chosen."""
+
+    name: str
+    xp: Namespace
+    device: Device
+    reason: str
+
+
 def _import(module: str) -> Any:
     try:
         return importlib.import_module(module)
@@ -52,81 +70,152 @@ def _import(module: str) -> Any:
         raise BackendUnavailable(IMPORT_ERROR, f"importing {module} failed: {exc!r}") from exc
 
 
-def _numpy(variant: str, exact: bool) -> tuple[Namespace, Device]:
-    return array_api_compat.array_namespace(np.empty(0)), "cpu"
+# -- how each library is loaded: import it, probe the device, return the device ---------
 
 
-def _strict(variant: str, exact: bool) -> tuple[Namespace, Device]:
-    xp = _import("array_api_strict")
-    return xp, xp.Device(variant) if variant else xp.__array_namespace_info__().default_device()
+def _cpu(module: Any, variant: str, exact: bool) -> Device:
+    return "cpu"
 
 
-def _torch(variant: str, exact: bool) -> tuple[Namespace, Device]:
-    torch = _import("torch")
-    xp = array_api_compat.array_namespace(torch.empty(0))
+def _strict_device(module: Any, variant: str, exact: bool) -> Device:
+    return module.Device(variant) if variant else module.__array_namespace_info__().default_device()
+
+
+def _torch_device(module: Any, variant: str, exact: bool) -> Device:
     if not variant:
-        return xp, torch.device("cpu")
-    if not torch.cuda.is_available():
+        return module.device("cpu")
+    if not module.cuda.is_available():
         raise BackendUnavailable(NO_GPU, "torch.cuda.is_available() is False (no CUDA GPU or a CPU build)")
     try:
-        (torch.zeros(1, device="cuda") + 1).cpu()
+        (module.zeros(1, device="cuda") + 1).cpu()
     except Exception as exc:
         raise BackendUnavailable(NO_GPU, f"allocating on CUDA failed: {exc!r}") from exc
     if exact:
-        torch.backends.cuda.matmul.allow_tf32 = False
-        torch.backends.cudnn.allow_tf32 = False
-    return xp, torch.device("cuda")
+        module.backends.cuda.matmul.allow_tf32 = False
+        module.backends.cudnn.allow_tf32 = False
+    return module.device("cuda")
 
 
-def _jax(variant: str, exact: bool) -> tuple[Namespace, Device]:
+def _jax_device(module: Any, variant: str, exact: bool) -> Device:
     jax = _import("jax")
     if exact:
         jax.config.update("jax_enable_x64", True)
         jax.config.update("jax_default_matmul_precision", "highest")
     try:
-        device = jax.devices(variant or "cpu")[0]
+        return jax.devices(variant or "cpu")[0]
     except RuntimeError as exc:
         raise BackendUnavailable(NO_GPU, f"jax has no {variant or 'cpu'} device: {exc}") from exc
-    return _import("jax.numpy"), device
 
 
-def _dask(variant: str, exact: bool) -> tuple[Namespace, Device]:
-    da = _import("dask.array")
-    return array_api_compat.array_namespace(da.empty(0)), "cpu"
-
-
-def _cupy(variant: str, exact: bool) -> tuple[Namespace, Device]:
-    cupy = _import("cupy")
+def _cupy_device(module: Any, variant: str, exact: bool) -> Device:
     try:
         # CuPy imports without a GPU and fails at the first allocation.
-        (cupy.zeros(1) + 1).get()
+        (module.zeros(1) + 1).get()
     except Exception as exc:
         raise BackendUnavailable(NO_GPU, f"cupy cannot allocate on a GPU: {exc!r}") from exc
-    return array_api_compat.array_namespace(cupy.empty(0)), cupy.cuda.Device()
+    return module.cuda.Device()
+
+
+# -- how to wait for a result's device work -------------------------------------------
+
+
+def _no_wait(result: Any) -> Any:
+    return result
+
+
+def _torch_cuda_wait(result: Any) -> Any:
+    import torch
+
+    torch.cuda.synchronize()
+    return result
+
+
+def _cupy_wait(result: Any) -> Any:
+    import cupy
+
+    cupy.cuda.get_current_stream().synchronize()
+    return result
+
+
+def _jax_wait(result: Any) -> Any:
+    import jax
+
+    return jax.block_until_ready(result)  # type: ignore[no-untyped-call]
+
+
+def _dask_wait(result: Any) -> Any:
+    from dask.base import compute
+
+    return compute(result)  # type: ignore[no-untyped-call]
+
+
+# -- how to copy an array to the host as NumPy ----------------------------------------
+
+
+def _numpy_host(a: Array) -> np.ndarray[Any, Any]:
+    try:
+        return np.asarray(a)
+    except (RuntimeError, ValueError, TypeError):
+        # array_api_strict refuses __array__ off its CPU device; DLPack still works.
+        return np.from_dlpack(a)
+
+
+def _torch_host(a: Array) -> np.ndarray[Any, Any]:
+    return np.asarray(a.detach().cpu().resolve_conj().numpy())
+
+
+def _cupy_host(a: Array) -> np.ndarray[Any, Any]:
+    return np.asarray(a.get())
+
+
+def _dask_host(a: Array) -> np.ndarray[Any, Any]:
+    return np.asarray(a.compute())
 
 
 @dataclass(frozen=True)
 class Backend:
-    """One array library on one kind of device, as ``module[:variant]``."""
+    """One array library on one kind of device: one row of the table.
+
+    Attributes
+    ----------
+    name : str
+        ``library[:variant]``, e.g. ``"torch:cuda"``; the variant is a device or a test variant.
+    library : str
+        The top-level package of the library's arrays (``"jax"``, ``"dask"``, ...): two
+        arrays are "of the same library" when this matches.
+    module : str
+        The array module a user passes as ``xp`` (``"jax.numpy"``, ``"dask.array"``, ...).
+    distributions : tuple of str
+        The pip distributions that may provide the library, for version reports.
+    install : str
+        How to install it.
+    nox_session : str
+        The ``tests(...)`` session of ``noxfile.py`` that installs it and runs the suite.
+    """
 
     name: str
-    gpu: bool
+    library: str
+    module: str
+    distributions: tuple[str, ...]
     install: str
-    _loader: Callable[[str, bool], tuple[Namespace, Device]]
+    nox_session: str
+    device: Callable[[Any, str, bool], Device] = _cpu
+    wait: Callable[[Any], Any] = _no_wait
+    host: Callable[[Array], np.ndarray[Any, Any]] = _numpy_host
+    gpu: bool = False
+    lazy: bool = False
+    takes_numpy: bool = False
+    """Whether the library takes NumPy operands beside its own arrays (Dask and JAX do)."""
+    jax_x64_hint: bool = False
     testing_only: bool = False
-
-    @property
-    def module(self) -> str:
-        """The library's import name."""
-        return self.name.partition(":")[0]
 
     @property
     def variant(self) -> str:
         """The part after the colon: a device or a test variant, or ``""``."""
         return self.name.partition(":")[2]
 
-    def load(self, *, exact: bool = False) -> tuple[Namespace, Device]:
-        """Import the library and probe the device; return ``(xp, device)``.
+    def load(self, *, exact: bool = False, reason: str = "") -> BackendChoice:
+        """Import the library and probe the device.
 
         `exact` turns on float64 in JAX and turns off TF32 matrix products on GPUs,
         as the tests and ``xaffine check`` need (it changes those libraries' global
@@ -137,23 +226,107 @@ class Backend:
         BackendUnavailable
             When the library is missing, fails to import, or has no such device.
         """
-        return self._loader(self.variant, exact)
+        module = _import(self.module)
+        device = self.device(module, self.variant, exact)
+        return BackendChoice(self.name, namespace(self.module), device, reason or f"asked for {self.name}")
 
 
 _CUDA = "a CUDA build: see the library's install guide"
 BACKENDS: tuple[Backend, ...] = (
-    Backend("numpy", False, "pip install numpy", _numpy),
-    Backend("numpy:readonly", False, "pip install numpy", _numpy, testing_only=True),
-    Backend("array_api_strict", False, "pip install array-api-strict", _strict),
-    Backend("array_api_strict:device1", False, "pip install array-api-strict", _strict, testing_only=True),
-    Backend("torch", False, "pip install torch", _torch),
-    Backend("torch:cuda", True, f"pip install torch ({_CUDA})", _torch),
-    Backend("jax", False, "pip install jax", _jax),
-    Backend("jax:gpu", True, "pip install 'jax[cuda12]'", _jax),
-    Backend("dask", False, "pip install 'dask[array]'", _dask),
-    Backend("cupy", True, "pip install 'xaffine[cuda12]' (or cuda13)", _cupy),
+    Backend("numpy", "numpy", "numpy", ("numpy",), "pip install numpy", "numpy", takes_numpy=True),
+    Backend(
+        "numpy:readonly", "numpy", "numpy", ("numpy",), "pip install numpy", "numpy", takes_numpy=True, testing_only=True
+    ),
+    Backend(
+        "array_api_strict",
+        "array_api_strict",
+        "array_api_strict",
+        ("array-api-strict",),
+        "pip install array-api-strict",
+        "array_api_strict",
+        device=_strict_device,
+    ),
+    Backend(
+        "array_api_strict:device1",
+        "array_api_strict",
+        "array_api_strict",
+        ("array-api-strict",),
+        "pip install array-api-strict",
+        "array_api_strict",
+        device=_strict_device,
+        testing_only=True,
+    ),
+    Backend("torch", "torch", "torch", ("torch",), "pip install torch", "torch", device=_torch_device, host=_torch_host),
+    Backend(
+        "torch:cuda",
+        "torch",
+        "torch",
+        ("torch",),
+        f"pip install torch ({_CUDA})",
+        "torch-cuda",
+        device=_torch_device,
+        wait=_torch_cuda_wait,
+        host=_torch_host,
+        gpu=True,
+    ),
+    Backend(
+        "jax",
+        "jax",
+        "jax.numpy",
+        ("jax", "jaxlib"),
+        "pip install jax",
+        "jax",
+        device=_jax_device,
+        wait=_jax_wait,
+        lazy=True,
+        takes_numpy=True,
+        jax_x64_hint=True,
+    ),
+    Backend(
+        "jax:gpu",
+        "jax",
+        "jax.numpy",
+        ("jax", "jaxlib"),
+        "pip install 'jax[cuda12]'",
+        "jax-gpu",
+        device=_jax_device,
+        wait=_jax_wait,
+        gpu=True,
+        lazy=True,
+        takes_numpy=True,
+        jax_x64_hint=True,
+    ),
+    Backend(
+        "dask",
+        "dask",
+        "dask.array",
+        ("dask", "distributed"),
+        "pip install 'dask[array]'",
+        "dask",
+        wait=_dask_wait,
+        host=_dask_host,
+        lazy=True,
+        takes_numpy=True,
+    ),
+    Backend(
+        "cupy",
+        "cupy",
+        "cupy",
+        ("cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x", "cupy"),
+        "pip install 'xaffine[cuda12]' (or cuda13)",
+        "cupy",
+        device=_cupy_device,
+        wait=_cupy_wait,
+        host=_cupy_host,
+        gpu=True,
+    ),
 )
 _BY_NAME = {b.name: b for b in BACKENDS}
+# The first row of each library stands for it (its default device).
+_BY_LIBRARY: dict[str, Backend] = {}
+for _row in BACKENDS:
+    _BY_LIBRARY.setdefault(_row.library, _row)
+_BY_MODULE = {b.module: b for b in reversed(BACKENDS)}
 
 
 def find_backend(name: str) -> Backend:
@@ -164,6 +337,9 @@ def find_backend(name: str) -> Backend:
     ValueError
         For an unknown name, listing the known ones.
     """
+    if not isinstance(name, str):
+        msg = f"a backend name must be a string such as 'numpy' or 'torch:cuda'; got {type(name).__name__}"
+        raise TypeError(msg)
     # Also accept the nox session spelling: "array-api-strict", "torch-cuda".
     key = name.strip().lower().replace("array-api-strict", "array_api_strict").replace("-", ":")
     try:
@@ -174,13 +350,77 @@ def find_backend(name: str) -> Backend:
         raise ValueError(msg) from None
 
 
-class BackendChoice(NamedTuple):
-    """The backend a layer uses when none is given, and why."""
+def library_of(obj: object) -> str:
+    """The library an array or a namespace (raw module or array-api-compat wrapper) belongs to.
 
-    name: str
-    xp: Namespace
-    device: Device
-    reason: str
+    NumPy arrays and their subclasses (including those other libraries make, such as
+    JAX's literal arrays) belong to ``"numpy"``; anything else to its top-level package.
+    """
+    if isinstance(obj, np.ndarray | np.generic):
+        return "numpy"
+    if isinstance(obj, type(os)):  # a module: a namespace
+        name = obj.__name__.removeprefix("array_api_compat.")
+        row = _BY_MODULE.get(name)
+        return row.library if row is not None else name.partition(".")[0]
+    top = type(obj).__module__.partition(".")[0]
+    return {"jaxlib": "jax"}.get(top, top)
+
+
+def backend_of(obj: object) -> Backend | None:
+    """The table's row for the library of an array or namespace (its default device); None if unknown."""
+    return _BY_LIBRARY.get(library_of(obj))
+
+
+def library_row(library: str) -> Backend | None:
+    """The table's row for a library name (its default device); None if unknown."""
+    return _BY_LIBRARY.get(library)
+
+
+_NAMESPACES: dict[str, Namespace] = {}
+
+
+def namespace(module: str) -> Namespace:
+    """The Array API namespace of the array module called `module` (array-api-compat's where it wraps one)."""
+    try:
+        return _NAMESPACES[module]
+    except KeyError:
+        pass
+    raw = _import(module)
+    if module == "cupy":
+        xp = array_api_compat.array_namespace(raw.empty(0))
+    elif module in ("numpy", "torch", "dask.array"):
+        # Array API namespace of these libraries: array-api-compat's wrapper, found without allocating.
+        xp = _import(f"array_api_compat.{module}")
+    else:
+        xp = raw
+    _NAMESPACES[module] = xp
+    return xp
+
+
+def resolve(xp: object) -> tuple[Backend, Namespace]:
+    """The row and the Array API namespace for whatever a user passed as ``xp``.
+
+    Accepts a backend name (``"torch:cuda"``), a raw module (numpy, torch, jax.numpy,
+    cupy, dask.array, array_api_strict) or an array-api-compat namespace.
+
+    Raises
+    ------
+    ValueError
+        For an unknown backend name.
+    TypeError
+        For something that is neither a name nor an array namespace.
+    """
+    if isinstance(xp, str):
+        row = find_backend(xp)
+        return row, namespace(row.module)
+    row = backend_of(xp) if isinstance(xp, type(os)) else None
+    if row is None:
+        if isinstance(xp, type(os)) and hasattr(xp, "asarray") and hasattr(xp, "matmul"):
+            return Backend(library_of(xp), library_of(xp), xp.__name__, (), "", ""), xp
+        known = ", ".join(sorted({b.module for b in BACKENDS}))
+        msg = f"`xp` must be an array namespace ({known}, or array-api-compat's) or a backend name; got {xp!r}"
+        raise TypeError(msg)
+    return row, namespace(row.module)
 
 
 def default_backend() -> BackendChoice:
@@ -205,57 +445,56 @@ def default_backend() -> BackendChoice:
     if requested:
         backend = find_backend(requested)
         try:
-            xp, device = backend.load()
+            return backend.load(reason=f"set by {ENV_DEFAULT}={requested}")
         except BackendUnavailable as exc:
             msg = f"{ENV_DEFAULT}={requested} but that backend cannot run here: {exc.reason}"
             raise ValueError(msg) from exc
-        return BackendChoice(backend.name, xp, device, f"set by {ENV_DEFAULT}={requested}")
     try:
-        xp, device = _BY_NAME["cupy"].load()
+        return _BY_NAME["cupy"].load(reason="a CUDA GPU is usable through CuPy")
     except BackendUnavailable as exc:
-        xp, device = _BY_NAME["numpy"].load()
-        return BackendChoice("numpy", xp, device, f"CPU fallback: no usable CuPy GPU ({exc.reason})")
-    return BackendChoice("cupy", xp, device, "a CUDA GPU is usable through CuPy")
-
-
-def synchronizer(name: str) -> Callable[[Any], Any]:
-    """A function that waits for the device work behind a result (computes it on Dask)."""
-    module = name.partition(":")[0]
-    if name == "torch:cuda":
-        import torch
-
-        return lambda result: torch.cuda.synchronize()
-    if module == "cupy":
-        import cupy
-
-        return lambda result: cupy.cuda.get_current_stream().synchronize()
-    if module == "jax":
-        import jax
-
-        return lambda result: jax.block_until_ready(result)  # type: ignore[no-untyped-call]
-    if module == "dask":
-        from dask.base import compute
-
-        return lambda result: compute(result)  # type: ignore[no-untyped-call]
-    return lambda result: result
-
-
-def backend_name(xp: Namespace) -> str:
-    """A short name for a namespace: ``numpy``, ``torch``, ``jax``, ``dask``..."""
-    name = str(xp.__name__).removeprefix("array_api_compat.")
-    return {"jax.numpy": "jax", "dask.array": "dask"}.get(name, name)
+        return _BY_NAME["numpy"].load(reason=f"CPU fallback: no usable CuPy GPU ({exc.reason})")
 
 
 def to_numpy(a: Array) -> np.ndarray[Any, Any]:
-    """A NumPy copy (or view) of `a` on the host; computes Dask arrays."""
-    if array_api_compat.is_dask_array(a):
-        a = a.compute()  # type: ignore[no-untyped-call]
-    if array_api_compat.is_cupy_array(a):
-        return np.asarray(a.get())
-    if array_api_compat.is_torch_array(a):
-        return np.asarray(a.detach().cpu().resolve_conj().numpy())
+    """A NumPy copy (or view) of `a` on the host; computes Dask arrays.
+
+    Dtypes NumPy cannot hold (bfloat16) come back as float32, which holds them exactly.
+    """
+    row = backend_of(a)
+    if row is None:
+        return _numpy_host(a)
     try:
-        return np.asarray(a)
-    except (RuntimeError, ValueError, TypeError):
-        # array_api_strict refuses __array__ off its CPU device; DLPack still works.
-        return np.from_dlpack(a)
+        return row.host(a)
+    except (TypeError, RuntimeError) as exc:
+        if "bfloat16" not in str(a.dtype).lower() and "bfloat16" not in str(exc).lower():
+            raise
+    xp = namespace(row.module)
+    return row.host(xp.astype(a, xp.float32))
+
+
+def dtype_name(dtype: Any) -> str:
+    """The standard name of a dtype of any library: ``"float32"``, ``"bfloat16"``, ..."""
+    if isinstance(dtype, type):  # a scalar type standing for its dtype (NumPy's, JAX's)
+        try:
+            dtype = np.dtype(dtype)
+        except TypeError:
+            pass
+    name = dtype.name if isinstance(dtype, np.dtype) else str(dtype)
+    return name.rpartition(".")[2]
+
+
+def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None) -> Array:
+    """A copy of `a` (any library) as an array of `xp` on `device`, cast to `dtype` if given.
+
+    Within one library the copy goes device to device; between libraries through the
+    host, bfloat16 through float32 (which holds it exactly) and back.
+    """
+    if library_of(a) == library_of(xp):
+        out = xp.asarray(a, device=device, copy=True)
+    else:
+        out = xp.asarray(to_numpy(a), device=device, copy=True)
+        if dtype is None and dtype_name(a.dtype) != dtype_name(out.dtype):
+            dtype = getattr(xp, dtype_name(a.dtype))
+    if dtype is not None and out.dtype != dtype:
+        out = xp.astype(out, dtype)
+    return out

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backends import find_backend, synchronizer
+from ._backends import find_backend
 from ._core import affine_vjp
 from ._typing import Array, Device, Namespace
 
@@ -109,13 +109,13 @@ def _variants(
     def bound() -> Any:
         return products(x2, w, g2)
 
-    sync = synchronizer(name)
+    sync = find_backend(name).wait
     variants: dict[str, Variant] = {"xaffine": (ours, sync), "bound": (bound, sync)}
     on_gpu = find_backend(name).gpu
     if with_torch:
-        variants["torch"] = (_torch_variant(on_gpu, host), synchronizer("torch:cuda" if on_gpu else "torch"))
+        variants["torch"] = (_torch_variant(on_gpu, host), find_backend("torch:cuda" if on_gpu else "torch").wait)
     if with_jax:
-        variants["jax"] = (_jax_variant(on_gpu, host), synchronizer("jax"))
+        variants["jax"] = (_jax_variant(on_gpu, host), find_backend("jax").wait)
     return variants
 
 
@@ -221,7 +221,7 @@ def run(
     results = []
     for backend_name in backends:
         backend = find_backend(backend_name)
-        xp, device = backend.load(exact=True)
+        _, xp, device, _ = backend.load(exact=True)
         for dtype in dtypes:
             for shape_name, (lead, k, n) in parsed:
                 if progress is not None:

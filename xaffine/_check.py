@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 
 from . import _reference
-from ._backends import BACKENDS, Backend, BackendUnavailable, find_backend, synchronizer, to_numpy
+from ._backends import BACKENDS, Backend, BackendUnavailable, find_backend, to_numpy
 from ._core import affine_backward, affine_jvp, affine_vjp
 from .testing import check_adjoint, check_vjp
 
@@ -106,7 +106,7 @@ def _check_one(backend: Backend, xp: Any, device: Any, dtype: str) -> CheckResul
         else:
             setattr(result, attr, "passed")
 
-    sync = synchronizer(backend.name)
+    sync = backend.wait
     samples = []
     for _ in range(7):
         start = time.perf_counter()
@@ -137,7 +137,7 @@ def run(
     results, unavailable = [], []
     for backend in chosen:
         try:
-            xp, device = backend.load(exact=True)
+            _, xp, device, _ = backend.load(exact=True)
         except BackendUnavailable as exc:
             unavailable.append(Unavailable(backend.name, exc.kind, exc.reason, backend.install))
             continue

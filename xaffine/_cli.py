@@ -13,14 +13,11 @@ from typing import Any, TextIO
 
 __all__ = ["main"]
 
-_DISTRIBUTIONS = {
-    "numpy": ["numpy"],
-    "array_api_strict": ["array-api-strict"],
-    "torch": ["torch"],
-    "jax": ["jax", "jaxlib"],
-    "dask": ["dask", "distributed"],
-    "cupy": ["cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x", "cupy"],
-}
+
+def _distributions(library: str) -> tuple[str, ...]:
+    from ._backends import BACKENDS
+
+    return next((b.distributions for b in BACKENDS if b.library == library), (library,))
 
 
 class _Progress:
@@ -128,7 +125,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
 
 
 def _version(module: str) -> str:
-    for dist in _DISTRIBUTIONS.get(module, [module]):
+    for dist in _distributions(module):
         try:
             return f"{dist} {metadata.version(dist)}"
         except metadata.PackageNotFoundError:
@@ -144,11 +141,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
     rows = [["backend", "version", "device", "status"]]
     for backend in user_backends():
         try:
-            _, device = backend.load()
+            device = backend.load().device
         except BackendUnavailable as exc:
-            rows.append([backend.name, _version(backend.module), "-", f"{exc.kind}: {exc.reason}"])
+            rows.append([backend.name, _version(backend.library), "-", f"{exc.kind}: {exc.reason}"])
         else:
-            rows.append([backend.name, _version(backend.module), str(device), "usable"])
+            rows.append([backend.name, _version(backend.library), str(device), "usable"])
     print(_table(rows))
     try:
         choice = default_backend()

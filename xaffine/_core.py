@@ -1,33 +1,23 @@
-"""The affine layer's math: forward, reverse mode and forward mode.
+"""The affine layer's math: forward, reverse mode and forward mode, side by side.
 
-Written once against the Python Array API standard. Leading dimensions are
-flattened so that the forward pass and ``dW`` are one matrix product each;
-transposes are views. The formulas are those of MATH.md, real and complex.
+Written once against the Python Array API standard, on one code path: a 1-D weight is
+one row, ``(1, in_features)``, and ``x`` is always flattened to rows, so that the
+forward pass and each gradient is one matrix product (transposes are views). The
+formulas are derived in ``docs/math.md``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import array_api_compat
 
-from ._checks import (
-    GRAD_NAMES,
-    check_grad,
-    check_inputs,
-    check_tangents,
-    check_wrt,
-    device_of,
-    namespace_of,
-    output_shape,
-)
 from ._typing import Array, Namespace
+from ._validate import GRAD_NAMES, Prepared, check_grad, check_tangents, check_wrt, prepare
 
 __all__ = ["AffineGrads", "affine", "affine_backward", "affine_jvp", "affine_vjp"]
-
-_INPUT_NAMES = ("x", "weight", "bias")
 
 
 class AffineGrads(NamedTuple):
@@ -42,9 +32,25 @@ class AffineGrads(NamedTuple):
     bias: Array | None
 
 
-def _rows(a: Array, width: int, xp: Namespace) -> Array:
-    """`a` as a matrix of shape (prod(leading), width): a view when `a` is contiguous."""
-    return a if a.ndim == 2 else xp.reshape(a, (math.prod(a.shape[:-1]), width))
+def _rows(a: Array, xp: Namespace) -> Array:
+    """`a`, of shape (..., width), as a matrix (rows, width): a view where the layout allows."""
+    if a.ndim == 2:
+        return a
+    if a.ndim == 1:
+        return a[None, :]
+    return xp.reshape(a, (math.prod(a.shape[:-1]), a.shape[-1]))
+
+
+def _unrows(a: Array, shape: tuple[Any, ...], xp: Namespace, *, vector: bool = False) -> Array:
+    """The matrix `a` back in `shape`; `vector`: drop the unit last axis of a 1-D weight's output."""
+    if vector:
+        a = a[:, 0]  # indexing, not reshape: Dask rows of unknown size stay lazy
+    return a if a.ndim == len(shape) else xp.reshape(a, shape)
+
+
+def _matrix(weight: Array) -> Array:
+    """The weight as (out_features, in_features): a 1-D weight is one row."""
+    return weight if weight.ndim == 2 else weight[None, :]
 
 
 def _product(a: Array, b: Array, complex_: bool, xp: Namespace) -> Array:
@@ -60,60 +66,47 @@ def _product(a: Array, b: Array, complex_: bool, xp: Namespace) -> Array:
     return a * b if a.shape[-1] == 1 else a @ b
 
 
-def _add_bias(out: Array, bias: Array | complex | None) -> Array:
-    if bias is None:
+def _add(out: Array, term: Array | complex | None) -> Array:
+    """``out + term``, in place where `out` was just made here and may be written."""
+    if term is None:
         return out
-    # `out` was just made by a matrix product: adding in place saves an array.
-    if hasattr(bias, "shape") and array_api_compat.is_writeable_array(out):
-        out += bias
+    if hasattr(term, "shape") and array_api_compat.is_writeable_array(out):
+        out += term
         return out
-    return out + bias
+    return out + term
 
 
-def _forward(x: Array, weight: Array, bias: Array | complex | None, *, xp: Namespace) -> Array:
-    if weight.ndim == 1:
-        out = xp.reshape(_rows(x, weight.shape[0], xp) @ weight, x.shape[:-1]) if x.ndim > 2 else x @ weight
-        # A vector times a vector is a NumPy scalar, not a 0-d array.
-        return xp.asarray(_add_bias(out, bias)) if x.ndim == 1 else _add_bias(out, bias)
-    if x.ndim == 2:
-        return _add_bias(x @ weight.T, bias)
-    return _add_bias(xp.reshape(_rows(x, weight.shape[1], xp) @ weight.T, output_shape(x, weight)), bias)
+def _forward_rows(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
+    # A = X W^T + b, as a matrix of rows; the product is fresh, so the bias is added in place.
+    return _add(_rows(x, p.xp) @ _matrix(weight).T, bias)
+
+
+def _forward(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
+    return _unrows(_forward_rows(x, weight, bias, p), p.out_shape, p.xp, vector=weight.ndim == 1)
 
 
 def _backward(
-    grad: Array,
-    x: Array,
-    weight: Array,
-    bias: Array | complex | None,
-    wrt: frozenset[str],
-    complex_: bool,
-    *,
-    xp: Namespace,
+    grad: Array, x: Array, weight: Array, bias: Array | complex | None, wrt: frozenset[str], p: Prepared
 ) -> AffineGrads:
+    # dX = dA conj(W),  dW = dA^T conj(X),  db = sum(dA) over the rows
+    xp = p.xp
+    g = _rows(grad if weight.ndim == 2 else grad[..., None], xp)
     dx = dw = db = None
-    if weight.ndim == 2:
-        # A = X W^T + b  =>  dX = dA conj(W),  dW = dA^T conj(X),  db = sum(dA)
-        g2 = _rows(grad, weight.shape[0], xp)
-        if "x" in wrt:
-            dx = _product(g2, weight, complex_, xp)
-            if x.ndim != 2:
-                dx = xp.reshape(dx, x.shape)
-        if "weight" in wrt:
-            dw = _product(g2.T, _rows(x, weight.shape[1], xp), complex_, xp)
-        if bias is not None and "bias" in wrt:
-            db = xp.sum(g2, axis=0)
-    else:
-        # a = X w + b  =>  dX = da conj(w),  dw = da^T conj(X),  db = sum(da)
-        if "x" in wrt:
-            dx = xp.expand_dims(grad, axis=-1) * (xp.conj(weight) if complex_ else weight)
-        if "weight" in wrt:
-            dw = _product(xp.reshape(grad, (1, -1)), _rows(x, weight.shape[0], xp), complex_, xp)[0, ...]
-        if bias is not None and "bias" in wrt:
-            db = xp.asarray(xp.sum(grad))
+    if "x" in wrt:
+        dx = _unrows(_product(g, _matrix(weight), p.complex_, xp), tuple(x.shape), xp)
+    if "weight" in wrt:
+        dw = _product(g.T, _rows(x, xp), p.complex_, xp)
+        dw = dw if weight.ndim == 2 else dw[0, :]
+    if bias is not None and "bias" in wrt:
+        if p.accumulate is None:
+            db = xp.sum(g, axis=0)
+        else:  # 16-bit floats: accumulate in float32, round once
+            db = xp.astype(xp.sum(g, axis=0, dtype=p.accumulate), g.dtype)
+        db = db if weight.ndim == 2 else xp.reshape(db, ())
     return AffineGrads(dx, dw, db)
 
 
-def affine(x: Array, weight: Array, bias: Array | complex | None = None, /, *, xp: Namespace | None = None) -> Array:
+def affine(x: Array, weight: Array, bias: Array | complex | None = None, /, *, xp: Any = None) -> Array:
     """The affine (linear, fully connected) layer: ``x @ weight.T + bias``.
 
     Parameters
@@ -158,9 +151,7 @@ def affine(x: Array, weight: Array, bias: Array | complex | None = None, /, *, x
     Array([[ 1.5,  3. , -1. ],
            [ 3.5,  7. , -3. ]], dtype=array_api_strict.float64)
     """
-    xp = namespace_of(x, weight, bias, names=_INPUT_NAMES, xp=xp)
-    check_inputs(x, weight, bias, xp=xp)
-    return _forward(x, weight, bias, xp=xp)
+    return _forward(x, weight, bias, prepare(x, weight, bias, xp=xp))
 
 
 def affine_backward(
@@ -171,7 +162,7 @@ def affine_backward(
     /,
     *,
     wrt: Iterable[str] | str = GRAD_NAMES,
-    xp: Namespace | None = None,
+    xp: Any = None,
 ) -> AffineGrads:
     """Gradients of the layer, given the gradient of the error with respect to its output.
 
@@ -221,14 +212,13 @@ def affine_backward(
     Array([2., 2., 2.], dtype=array_api_strict.float64)
     """
     names = check_wrt(wrt)
-    xp = namespace_of(x, weight, bias, names=_INPUT_NAMES, xp=xp)
-    complex_ = check_inputs(x, weight, bias, xp=xp)
-    check_grad(grad, x, weight, xp=xp)
-    return _backward(grad, x, weight, bias, names, complex_, xp=xp)
+    p = prepare(x, weight, bias, xp=xp)
+    check_grad(grad, x, p)
+    return _backward(grad, x, weight, bias, names, p)
 
 
 def affine_vjp(
-    x: Array, weight: Array, bias: Array | complex | None = None, /, *, xp: Namespace | None = None
+    x: Array, weight: Array, bias: Array | complex | None = None, /, *, xp: Any = None
 ) -> tuple[Array, Callable[..., AffineGrads]]:
     """The layer's output and its vector-Jacobian product, checking the inputs once.
 
@@ -255,15 +245,13 @@ def affine_vjp(
     >>> vjp(xp.asarray(1.0)).x
     Array([3., 4.], dtype=array_api_strict.float64)
     """
-    xp = namespace_of(x, weight, bias, names=_INPUT_NAMES, xp=xp)
-    complex_ = check_inputs(x, weight, bias, xp=xp)
-    out = _forward(x, weight, bias, xp=xp)
-    x_device, expected = device_of(x, xp), output_shape(x, weight)
+    p = prepare(x, weight, bias, xp=xp)
+    out = _forward(x, weight, bias, p)
 
     def vjp(grad: Array, *, wrt: Iterable[str] | str = GRAD_NAMES) -> AffineGrads:
         names = check_wrt(wrt)
-        check_grad(grad, x, weight, xp=xp, x_device=x_device, expected=expected)
-        return _backward(grad, x, weight, bias, names, complex_, xp=xp)
+        check_grad(grad, x, p)
+        return _backward(grad, x, weight, bias, names, p)
 
     return out, vjp
 
@@ -275,7 +263,7 @@ def affine_jvp(
     tangents: tuple[Array | complex | None, Array | complex | None, Array | complex | None],
     /,
     *,
-    xp: Namespace | None = None,
+    xp: Any = None,
 ) -> tuple[Array, Array]:
     """The layer's output and its directional derivative (forward mode).
 
@@ -307,22 +295,15 @@ def affine_jvp(
     >>> affine_jvp(x, w, None, (None, xp.asarray([[1.0, 0.0]]), None))[1]
     Array([[1.]], dtype=array_api_strict.float64)
     """
-    xp = namespace_of(x, weight, bias, names=_INPUT_NAMES, xp=xp)
-    check_inputs(x, weight, bias, xp=xp)
-    given = tuple(tangents)
-    check_tangents(given, (x, weight, bias), xp=xp)
-    dx, dweight, dbias = given
-    out = _forward(x, weight, bias, xp=xp)
-    terms = []
-    if dx is not None:
-        terms.append(_forward(dx, weight, None, xp=xp))
+    p = prepare(x, weight, bias, xp=xp)
+    dx, dweight, dbias = check_tangents(tangents, x, weight, bias, p)
+    out = _forward(x, weight, bias, p)
+    # dA = dX W^T + X dW^T + db: the layer is bilinear in (x, weight) plus a constant.
+    rows = None if dx is None else _forward_rows(dx, weight, None, p)
     if dweight is not None:
-        terms.append(_forward(x, dweight, None, xp=xp))
-    if not terms:
-        terms.append(xp.zeros(out.shape, dtype=out.dtype, device=array_api_compat.device(out)))
-    tangent_out = terms[0]
-    for term in terms[1:]:
-        tangent_out = tangent_out + term
-    if dbias is not None:
-        tangent_out = tangent_out + dbias
-    return out, xp.asarray(tangent_out) if out.ndim == 0 else tangent_out
+        term = _forward_rows(x, dweight, None, p)
+        rows = term if rows is None else _add(rows, term)
+    if rows is None:
+        rows = p.xp.zeros_like(_rows(out[..., None] if weight.ndim == 1 else out, p.xp))
+    tangent_out = _unrows(_add(rows, dbias), p.out_shape, p.xp, vector=weight.ndim == 1)
+    return out, tangent_out

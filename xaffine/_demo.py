@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ._backends import backend_name, default_backend, find_backend, to_numpy
+from ._backends import default_backend, find_backend, library_of, to_numpy
 from ._layer import Affine
 from ._typing import Array, Namespace
 
@@ -71,15 +71,11 @@ def train(
     ImportError
         Without scikit-learn.
     """
-    if backend is None:
-        choice = default_backend()
-        xp, device = choice.xp, choice.device
-    else:
-        spec = find_backend(backend)
-        if spec.module == "dask":
-            msg = "the demo steps eagerly; for Dask see examples/dask_distributed.py"
-            raise ValueError(msg)
-        xp, device = spec.load()
+    spec = None if backend is None else find_backend(backend)
+    if spec is not None and spec.lazy and spec.library == "dask":
+        msg = "the demo steps eagerly; for Dask see examples/dask_distributed.py"
+        raise ValueError(msg)
+    _, xp, device, _ = default_backend() if spec is None else spec.load()
     data, target = _digits()
     rng = np.random.default_rng(seed)
     order = rng.permutation(len(data))
@@ -96,7 +92,7 @@ def train(
     x_test = to_device(features[test])
     first = Affine(64, hidden, xp=xp, device=device, seed=seed, input_grad=False)
     second = Affine(hidden, 10, xp=xp, device=device, seed=seed + 1)
-    result = DemoResult(backend_name(xp), str(device), test_size=n_test)
+    result = DemoResult(library_of(xp), str(device), test_size=n_test)
     for epoch in range(epochs):
         batches = rng.permutation(len(train_))
         total = xp.zeros((), dtype=xp.float32, device=device)

@@ -9,7 +9,8 @@ from typing import Any
 import numpy as np
 
 from ._backends import to_numpy
-from ._layer import Affine, dtype_name
+from ._backends import dtype_name
+from ._layer import Affine
 from ._typing import Device, Namespace
 
 __all__ = ["load", "save"]
@@ -56,7 +57,7 @@ def save(path: str | os.PathLike[str], layer: Affine) -> None:
     Affine(in_features=4, out_features=2, bias=True, backend=numpy, device=cpu, dtype=float32)
     """
     suffix = _suffix(path)
-    if dtype_name(layer.xp, layer.dtype) == "bfloat16":
+    if dtype_name(layer.dtype) == "bfloat16":
         msg = "a bfloat16 layer cannot be saved: convert it with layer.to(...) at float32 first"
         raise TypeError(msg)
     host = {name: np.ascontiguousarray(to_numpy(a)) for name, a in layer.state_dict().items()}

@@ -2,40 +2,66 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
-import array_api_compat
 import numpy as np
 
-from . import _init
-from ._backends import backend_name, default_backend, find_backend, to_numpy
+from . import _initializers
+from ._backends import Backend, default_backend, dtype_name, find_backend, library_of, resolve, transfer
 from ._core import affine_vjp
 from ._typing import Array, Device, Namespace
 
-__all__ = ["Affine"]
+__all__ = ["FLOAT_NAMES", "Affine"]
 
-_FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
-
-
-def dtype_name(xp: Namespace, dtype: Any) -> str:
-    """The standard name of a floating dtype of `xp` (``"float32"``, ...)."""
-    for name in _FLOAT_NAMES:
-        candidate = getattr(xp, name, None)
-        # Not `== dtype` alone: NumPy reads None as float64.
-        if candidate is not None and candidate == dtype:
-            return name
-    return str(dtype)
+FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
 
 
-def _resolve(xp: Namespace | str | None, device: Device | None) -> tuple[Namespace, Device]:
+def _resolve(xp: object, device: Device | None) -> tuple[Backend | None, Namespace, Device]:
+    """The row, namespace and device for whatever the user passed as `xp` and `device`."""
     if xp is None:
         choice = default_backend()
-        return choice.xp, choice.device if device is None else device
-    if isinstance(xp, str):
-        namespace, default = find_backend(xp).load()
-        return namespace, default if device is None else device
-    return xp, xp.__array_namespace_info__().default_device() if device is None else device
+        return find_backend(choice.name), choice.xp, choice.device if device is None else device
+    row, namespace = resolve(xp)
+    if device is None:
+        if isinstance(xp, str):
+            device = row.load().device
+        else:
+            try:
+                device = namespace.__array_namespace_info__().default_device()
+            except AttributeError:
+                device = row.load().device
+    return row, namespace, device
+
+
+def _dtype(namespace: Namespace, dtype: Any, library: str) -> Any:
+    """The dtype of `namespace` that `dtype` (a name or a dtype) means.
+
+    Raises
+    ------
+    TypeError
+        For a dtype other than the floating ones, or one the library lacks.
+    """
+    name = "float32" if dtype is None else dtype if isinstance(dtype, str) else dtype_name(dtype)
+    if name not in FLOAT_NAMES or not hasattr(namespace, name):
+        msg = f"`dtype` must be one of {FLOAT_NAMES} that {library} has; got {dtype!r}"
+        raise TypeError(msg)
+    return getattr(namespace, name)
+
+
+def _check_kept(params: dict[str, Array], dtype: Any, row: Backend | None) -> None:
+    """Refuse a backend that silently made other dtypes than asked for (JAX without x64)."""
+    for name, value in params.items():
+        if value.dtype != dtype:
+            hint = (
+                ": JAX keeps 64-bit types only with x64 enabled "
+                "(jax.config.update('jax_enable_x64', True), or JAX_ENABLE_X64=1 before importing jax)"
+                if row is not None and row.jax_x64_hint
+                else ""
+            )
+            msg = f"`dtype` {dtype_name(dtype)} was asked for but the backend made `{name}` {dtype_name(value.dtype)}{hint}"
+            raise TypeError(msg)
 
 
 class Affine:
@@ -97,15 +123,13 @@ class Affine:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
                 msg = f"`{name}` must be a non-negative integer; got {value!r}"
                 raise ValueError(msg)
-        namespace, where = _resolve(xp, device)
-        weight, bias_ = _init.draw(init, int(in_features), int(out_features), bias, seed)
-        dtype = "float32" if dtype is None else dtype
-        dtype = dtype if isinstance(dtype, str) else dtype_name(namespace, dtype)
-        if dtype not in _FLOAT_NAMES or not hasattr(namespace, dtype):
-            msg = f"`dtype` must be one of {_FLOAT_NAMES} that {backend_name(namespace)} has; got {dtype!r}"
-            raise TypeError(msg)
-        params = {"weight": weight} if bias_ is None else {"weight": weight, "bias": bias_}
-        self._setup(namespace, where, {k: _host_to(v, dtype, namespace, where) for k, v in params.items()})
+        row, namespace, where = _resolve(xp, device)
+        target = _dtype(namespace, dtype, library_of(namespace))
+        weight, bias_ = _initializers.draw(init, int(in_features), int(out_features), bias, seed)
+        host = {"weight": weight} if bias_ is None else {"weight": weight, "bias": bias_}
+        params = {k: _host_to(v, dtype_name(target), namespace, where) for k, v in host.items()}
+        _check_kept(params, target, row)
+        self._setup(namespace, where, params)
         self.input_grad = input_grad
 
     def _setup(self, xp: Namespace, device: Device, params: dict[str, Array]) -> None:
@@ -113,14 +137,23 @@ class Affine:
         self._params = params
         self._frozen: frozenset[str] = frozenset()
         self._vjp: Any = None
+        self._thread: int | None = None
         self.input_grad = True
         self.zero_grad()
 
     @classmethod
     def from_state_dict(
-        cls, state: Mapping[str, Any], *, xp: Namespace | str | None = None, device: Device | None = None
+        cls,
+        state: Mapping[str, Any],
+        *,
+        xp: Namespace | str | None = None,
+        device: Device | None = None,
+        dtype: Any = None,
     ) -> Affine:
         """A layer holding copies of `state`'s arrays (from any backend) on `xp` and `device`.
+
+        `dtype`, if given, converts the parameters (for example ``"float32"``); by default
+        they keep theirs.
 
         Raises
         ------
@@ -131,28 +164,39 @@ class Affine:
         TypeError
             For non-floating dtypes, or a bias of another dtype than the weight.
         """
-        namespace, where = _resolve(xp, device)
+        if not isinstance(state, Mapping):
+            msg = f"`state` must be a mapping of names to arrays; got {type(state).__name__}"
+            raise TypeError(msg)
         unexpected = sorted(set(state) - {"weight", "bias"})
         if "weight" not in state or unexpected:
             msg = f"a state dict holds 'weight' and optionally 'bias'; got keys {sorted(state)}"
             raise KeyError(msg)
-        host = {k: to_numpy(v) for k, v in state.items()}
-        weight = host["weight"]
-        if weight.ndim != 2:
-            msg = f"'weight' must be 2-D, (out_features, in_features); got shape {weight.shape}"
-            raise ValueError(msg)
-        if weight.dtype.kind not in "fc":
-            msg = f"'weight' must have a floating-point dtype; got {weight.dtype}"
-            raise TypeError(msg)
-        if "bias" in host:
-            if host["bias"].shape != weight.shape[:1]:
-                msg = f"'bias' must have shape (out_features,) = {weight.shape[:1]}; got {host['bias'].shape}"
-                raise ValueError(msg)
-            if host["bias"].dtype != weight.dtype:
-                msg = f"'bias' has dtype {host['bias'].dtype} but 'weight' has {weight.dtype}"
+        for key, value in state.items():
+            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+                msg = f"{key!r} must be an array; got {type(value).__name__}"
                 raise TypeError(msg)
+            if isinstance(value, np.ndarray) and not value.dtype.isnative:
+                state = {**state, key: value.astype(value.dtype.newbyteorder("="))}
+        weight = state["weight"]
+        if len(weight.shape) != 2:
+            msg = f"'weight' must be 2-D, (out_features, in_features); got shape {tuple(weight.shape)}"
+            raise ValueError(msg)
+        if dtype_name(weight.dtype) not in FLOAT_NAMES:
+            msg = f"'weight' must have a floating-point dtype; got {weight.dtype} (xaffine takes {', '.join(FLOAT_NAMES)})"
+            raise TypeError(msg)
+        if "bias" in state:
+            bias = state["bias"]
+            if tuple(bias.shape) != tuple(weight.shape[:1]):
+                msg = f"'bias' must have shape (out_features,) = {tuple(weight.shape[:1])}; got {tuple(bias.shape)}"
+                raise ValueError(msg)
+            if dtype_name(bias.dtype) != dtype_name(weight.dtype):
+                msg = f"'bias' has dtype {dtype_name(bias.dtype)} but 'weight' has {dtype_name(weight.dtype)}"
+                raise TypeError(msg)
+        row, namespace, where = _resolve(xp, device)
+        target = _dtype(namespace, dtype_name(weight.dtype) if dtype is None else dtype, library_of(namespace))
+        params = {k: transfer(v, namespace, where, target) for k, v in state.items()}
+        _check_kept(params, target, row)
         layer = cls.__new__(cls)
-        params = {k: namespace.asarray(v, device=where, copy=True) for k, v in host.items()}
         layer._setup(namespace, where, params)
         return layer
 
@@ -197,14 +241,14 @@ class Affine:
 
     def _check_param(self, name: str, value: Array) -> None:
         old = self._params[name]
-        if array_api_compat.array_namespace(value) is not self.xp:
-            msg = f"`{name}` must be an array of this layer's backend, {backend_name(self.xp)}"
+        if not hasattr(value, "shape") or library_of(value) != library_of(self.xp):
+            msg = f"`{name}` must be an array of this layer's backend, {library_of(self.xp)}; got {type(value).__name__}"
             raise TypeError(msg)
         if tuple(value.shape) != tuple(old.shape):
             msg = f"`{name}` must have shape {tuple(old.shape)}; got {tuple(value.shape)}"
             raise ValueError(msg)
         if value.dtype != old.dtype:
-            msg = f"`{name}` must have dtype {dtype_name(self.xp, old.dtype)}; got {dtype_name(self.xp, value.dtype)}"
+            msg = f"`{name}` must have dtype {dtype_name(old.dtype)}; got {dtype_name(value.dtype)}"
             raise TypeError(msg)
 
     def freeze(self, *names: str) -> None:
@@ -232,6 +276,7 @@ class Affine:
     def forward(self, x: Array) -> Array:
         """``x @ weight.T + bias`` for `x` of shape (..., in_features); keeps what backward needs."""
         out, self._vjp = affine_vjp(x, self.weight, self.bias)
+        self._thread = threading.get_ident()
         return out
 
     __call__ = forward
@@ -249,6 +294,12 @@ class Affine:
         """
         if self._vjp is None:
             msg = "backward() needs a forward() first: call the layer on an input"
+            raise RuntimeError(msg)
+        if self._thread != threading.get_ident():
+            msg = (
+                "backward() was called from another thread than the last forward(): a layer keeps "
+                "one saved input, so use one layer per thread (the functions are thread-safe)"
+            )
             raise RuntimeError(msg)
         wanted = set(self._params) - self._frozen
         if self.input_grad:
@@ -288,17 +339,28 @@ class Affine:
             self._check_param(name, value)
         self._params.update(other._params)
 
-    def to(self, xp: Namespace | str, device: Device | None = None) -> Affine:
-        """The same layer (a copy) on another backend or device; gradients are not copied."""
-        layer = Affine.from_state_dict(self.state_dict(), xp=xp, device=device)
+    def to(self, xp: Namespace | str | None = None, device: Device | None = None, *, dtype: Any = None) -> Affine:
+        """The same layer (a copy) on another backend, device or dtype; gradients are not copied.
+
+        `xp` defaults to this layer's backend; `dtype`, if given, converts the parameters.
+
+        Raises
+        ------
+        TypeError
+            For a dtype the target backend lacks, or one it would silently change (JAX
+            without x64 and a 64-bit dtype).
+        """
+        target = self.xp if xp is None else xp
+        where = self.device if xp is None and device is None else device
+        layer = Affine.from_state_dict(self.state_dict(), xp=target, device=where, dtype=dtype)
         layer._frozen, layer.input_grad = self._frozen, self.input_grad
         return layer
 
     def __repr__(self) -> str:
         return (
             f"Affine(in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={'bias' in self._params}, backend={backend_name(self.xp)}, device={self.device}, "
-            f"dtype={dtype_name(self.xp, self.dtype)})"
+            f"bias={'bias' in self._params}, backend={library_of(self.xp)}, device={self.device}, "
+            f"dtype={dtype_name(self.dtype)})"
         )
 
 

@@ -36,7 +36,7 @@ import array_api_compat
 import numpy as np
 
 from ._backends import to_numpy
-from ._checks import is_number
+from ._validate import is_number
 from ._typing import Array, Namespace
 
 __all__ = ["check_adjoint", "check_vjp"]

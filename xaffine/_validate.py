@@ -1,0 +1,403 @@
+"""Input validation at the public boundary: libraries, shapes, dtypes and devices.
+
+Only metadata is inspected, never values: a value check would force a compute on
+Dask and fail under ``jax.jit``. Every message names the parameter, what arrived
+and what was expected. What depends only on an array's type and dtype (its
+namespace, whether it is complex, whether its library has one device) is worked
+out once and memoised.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from ._backends import Backend, backend_of, library_of, library_row, namespace, resolve
+from ._typing import Array, Device, Namespace
+
+__all__ = ["GRAD_NAMES", "Prepared", "check_grad", "check_tangents", "check_wrt", "is_number", "prepare"]
+
+GRAD_NAMES = ("x", "weight", "bias")
+_ALL_GRADS = frozenset(GRAD_NAMES)
+_NUMBERS = (int, float, complex, np.integer, np.floating, np.complexfloating)
+
+
+class _Kind(NamedTuple):
+    """What an array's (type, dtype) tells: memoised."""
+
+    xp: Namespace
+    complex_: bool
+    single_device: bool
+    accumulate: Any  # the dtype reductions accumulate in (float32 for 16-bit floats), or None
+
+
+class Prepared(NamedTuple):
+    """What the math needs to know about checked inputs."""
+
+    xp: Namespace
+    complex_: bool
+    device: Device  # x's device, or None where there is nothing to compare
+    accumulate: Any
+    out_shape: tuple[Any, ...]
+
+
+_KINDS: dict[tuple[type, Any], _Kind | str] = {}
+
+
+def _describe(a: object) -> str:
+    kind = type(a)
+    if kind.__module__ == "builtins":
+        return f"{kind.__name__} {a!r}" if a is None or isinstance(a, _NUMBERS) else kind.__name__
+    return f"{kind.__module__}.{kind.__qualname__}"
+
+
+def _not_an_array(name: str, a: object) -> TypeError:
+    return TypeError(f"`{name}` must be an array of an Array API library; got {_describe(a)}")
+
+
+def _kind_of(a: Array, name: str, xp: Namespace | None) -> _Kind:
+    """The memoised facts about `a`'s type and dtype; `xp`, if given, is its namespace."""
+    try:
+        key = (type(a), a.dtype)
+    except AttributeError:
+        raise _not_an_array(name, a) from None
+    try:
+        found = _KINDS.get(key)
+    except TypeError:  # an unhashable dtype: not memoised
+        found = None
+        key = None  # type: ignore[assignment]
+    if found is None:
+        found = _work_out(a, xp)
+        if key is not None:
+            _KINDS[key] = found
+    if isinstance(found, str):
+        raise TypeError(found.format(name=name, dtype=a.dtype))
+    return found
+
+
+def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
+    """The facts about `a`'s type and dtype, or the message of why such arrays are refused."""
+    if isinstance(a, np.matrix | np.ma.MaskedArray):
+        return (
+            f"`{{name}}` is a {type(a).__module__}.{type(a).__name__}, whose operators differ from an array's; "
+            "pass np.asarray(...) of it"
+        )
+    if not hasattr(a, "shape"):
+        return "`{name}` must be an array of an Array API library; got " + _describe(a)
+    if isinstance(a, np.ndarray | np.generic) and not a.dtype.isnative:
+        return "`{name}` has non-native byte order ({dtype}); convert it with .astype(x.dtype.newbyteorder('='))"
+    row = backend_of(a)
+    if xp is None:
+        if row is not None:
+            xp = namespace(row.module)
+        else:
+            try:
+                xp = a.__array_namespace__()
+            except AttributeError:
+                return "`{name}` must be an array of an Array API library; got " + _describe(a)
+    dtype = a.dtype
+    try:
+        complex_ = bool(xp.isdtype(dtype, "complex floating"))
+        real = bool(xp.isdtype(dtype, "real floating"))
+    except (TypeError, ValueError, AttributeError):
+        complex_ = real = False
+    if not (complex_ or real):
+        return "`{name}` must have a real or complex floating-point dtype; got {dtype}"
+    accumulate = xp.float32 if real and _itemsize(a) <= 2 else None
+    return _Kind(xp, complex_, _single_device(row, xp), accumulate)
+
+
+def _itemsize(a: Array) -> int:
+    size = getattr(a, "itemsize", None)
+    if isinstance(size, int):
+        return size
+    return int(getattr(a.dtype, "itemsize", 8))
+
+
+def _single_device(row: Backend | None, xp: Namespace) -> bool:
+    if row is not None and row.library == "torch":
+        return False  # always several (cpu, meta, ...), and listing them allocates on each
+    try:
+        return len(xp.__array_namespace_info__().devices()) == 1
+    except Exception:  # a namespace without the inspection API: compare devices
+        return False
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, _NUMBERS) and not isinstance(value, bool | np.bool_)
+
+
+def _mixed(arrays: list[tuple[Array, str]], given: Namespace | None = None) -> TypeError:
+    libs = ", ".join(f"`{n}` is a {library_of(a)} array ({_describe(a)})" for a, n in arrays)
+    if given is not None:
+        libs += f", and `xp` is {library_of(given)}'s namespace"
+    return TypeError(f"arrays from more than one library: {libs}; pass arrays of one library (convert with its asarray)")
+
+
+def _namespace(
+    arrays: list[tuple[Array, str]], given: Namespace | None
+) -> tuple[_Kind, frozenset[int]]:
+    """The kind of the main array and the ids of NumPy arrays riding along another library's.
+
+    The library of the first array rules, or `given`'s. NumPy arrays may come with arrays
+    of a library that takes NumPy operands (Dask, JAX): the other library rules then.
+    """
+    for a, n in arrays:
+        if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+            raise _not_an_array(n, a)
+    main, main_name = arrays[0]
+    library = library_of(main) if given is None else library_of(given)
+    libs = {library_of(a) for a, _ in arrays}
+    if given is not None:
+        libs.add(library)
+    guests: frozenset[int] = frozenset()
+    if len(libs) > 1:
+        others = libs - {"numpy"}
+        row = library_row(next(iter(others))) if len(others) == 1 else None
+        hosts = [(a, n) for a, n in arrays if library_of(a) != "numpy"]
+        if row is None or not row.takes_numpy or len(libs) != 2 or not hosts:
+            raise _mixed(arrays, given)
+        library = row.library
+        guests = frozenset(id(a) for a, _ in arrays if library_of(a) == "numpy")
+        main, main_name = hosts[0]
+        given = given if given is not None and library_of(given) == library else None
+    return _kind_of(main, main_name, given), guests
+
+
+def _given(xp: Any) -> Namespace | None:
+    return None if xp is None else resolve(xp)[1]
+
+
+def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = None) -> Prepared:
+    """Check the layer's inputs against each other; see ``affine`` for the rules.
+
+    Raises
+    ------
+    ValueError
+        For a wrong number of axes, mismatched sizes, or arrays on two devices.
+    TypeError
+        For something that is not an array, non-floating or mixed dtypes, arrays of two
+        libraries, or a bias of the wrong kind.
+    """
+    given = _given(xp)
+    if given is None and type(weight) is type(x) and (bias is None or type(bias) is type(x)):
+        kind, guests = _kind_of(x, "x", None), frozenset[int]()
+    else:
+        if x is None or is_number(x):
+            raise _not_an_array("x", x)
+        if weight is None or is_number(weight):
+            raise _not_an_array("weight", weight)
+        arrays = [(x, "x"), (weight, "weight")]
+        if bias is not None and not is_number(bias):
+            if not hasattr(bias, "shape"):
+                msg = f"`bias` must be an array or a Python int, float or complex; got {_describe(bias)}"
+                raise TypeError(msg)
+            arrays.append((bias, "bias"))
+        kind, guests = _namespace(arrays, given)
+        if id(x) in guests:  # x is NumPy beside a Dask or JAX weight: x's kind is NumPy's
+            _kind_of(x, "x", None)
+    x_shape, w_shape = tuple(x.shape), tuple(weight.shape)
+    if len(x_shape) == 0:
+        msg = "`x` must have at least one axis, shape (..., in_features); got a 0-d array"
+        raise ValueError(msg)
+    if len(w_shape) not in (1, 2):
+        msg = (
+            "`weight` must be 2-D, shape (out_features, in_features), or 1-D, shape (in_features,); "
+            f"got shape {w_shape}"
+        )
+        raise ValueError(msg)
+    if len(x_shape) > 2 and not all(isinstance(d, int) for d in x_shape[:-1]):
+        msg = (
+            f"`x` has leading axes of unknown size (shape {x_shape}); with more than one leading axis "
+            "their sizes must be known: call x.compute_chunk_sizes() (Dask) or reshape x to 2-D first"
+        )
+        raise ValueError(msg)
+    device = None if kind.single_device or id(x) in guests else _device(x)
+    _check_like(weight, x, "weight", kind, device, guests)
+    if _dims_differ(x_shape[-1], w_shape[-1]):
+        layout = (
+            f"(out_features={w_shape[0]}, in_features={w_shape[1]})"
+            if len(w_shape) == 2
+            else f"(in_features={w_shape[0]},)"
+        )
+        msg = f"`x` has {x_shape[-1]} features (shape {x_shape}) but `weight` expects {w_shape[-1]}: shape {layout}"
+        raise ValueError(msg)
+    if bias is not None:
+        expected = w_shape[:1] if len(w_shape) == 2 else ()
+        if is_number(bias) or not hasattr(bias, "shape"):
+            _check_number(bias, "bias", "x", x, kind)
+            if expected:
+                msg = (
+                    f"`bias` must be an array of shape (out_features,) = {expected} for a 2-D "
+                    f"`weight`; got the number {bias!r}"
+                )
+                raise ValueError(msg)
+        else:
+            if _shapes_differ(tuple(bias.shape), expected):
+                what = (
+                    f"shape (out_features,) = {expected}" if expected else "a scalar (a Python number or a 0-d array)"
+                )
+                msg = f"`bias` must be {what} to match `weight` of shape {w_shape}; got shape {tuple(bias.shape)}"
+                raise ValueError(msg)
+            _check_like(bias, x, "bias", kind, device, guests)
+    return Prepared(kind.xp, kind.complex_, device, kind.accumulate, x_shape[:-1] + w_shape[:-1])
+
+
+def _device(a: Array) -> Device:
+    # array-api-compat's device() for libraries whose arrays lack the standard attribute.
+    try:
+        return a.device
+    except AttributeError:
+        import array_api_compat
+
+        return array_api_compat.device(a)
+
+
+def _check_number(value: object, name: str, ref_name: str, ref: Array, kind: _Kind) -> None:
+    if not is_number(value):
+        msg = f"`{name}` must be an array or a Python int, float or complex; got {_describe(value)}"
+        raise TypeError(msg)
+    if isinstance(value, complex | np.complexfloating) and not kind.complex_:
+        msg = f"`{name}` is the complex number {value!r} but `{ref_name}` is real ({ref.dtype})"
+        raise TypeError(msg)
+
+
+def _check_like(a: Array, ref: Array, name: str, kind: _Kind, device: Device, guests: frozenset[int]) -> None:
+    """`a` has `ref`'s (x's) dtype, library and device."""
+    if not hasattr(a, "dtype") or not hasattr(a, "shape"):
+        raise _not_an_array(name, a)
+    if type(a) is not type(ref) and id(a) not in guests and library_of(a) != library_of(ref):
+        raise _mixed([(a, name), (ref, "x")])
+    if a.dtype != ref.dtype:
+        if id(a) in guests or type(a) is not type(ref):
+            _kind_of(a, name, None)  # refuses a non-array, non-floating or non-native dtype by name
+        else:
+            _kind_of(a, name, kind.xp)
+        msg = (
+            f"`x` and `{name}` must share one dtype; got {ref.dtype} and {a.dtype} "
+            "(cast one explicitly: xaffine never upcasts silently)"
+        )
+        raise TypeError(msg)
+    if isinstance(a, np.matrix | np.ma.MaskedArray):
+        _kind_of(a, name, None)
+    if device is not None and id(a) not in guests:
+        other = _device(a)
+        # Traced arrays under jax.jit report no device.
+        if other is not None and other != device:
+            msg = f"`x` is on device {device} but `{name}` is on device {other}; move them to one device"
+            raise ValueError(msg)
+
+
+def _dims_differ(a: object, b: object) -> bool:
+    # Unknown sizes (None in the standard, nan in Dask) cannot be compared here.
+    return isinstance(a, int) and isinstance(b, int) and a != b
+
+
+def _shapes_differ(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
+    return a != b and (len(a) != len(b) or any(_dims_differ(p, q) for p, q in zip(a, b, strict=True)))
+
+
+def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") -> None:
+    """Check the incoming gradient against the layer's output.
+
+    Raises
+    ------
+    ValueError
+        If `grad` does not have the output's shape, or is on another device.
+    TypeError
+        If `grad` is not an array, comes from another library or has another dtype.
+    """
+    if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
+        raise _not_an_array(name, grad)
+    if _shapes_differ(tuple(grad.shape), prepared.out_shape):
+        msg = f"`{name}` must have the output's shape {prepared.out_shape}; got {tuple(grad.shape)}"
+        raise ValueError(msg)
+    guests = frozenset((id(grad),)) if _guest(grad, x) else frozenset[int]()
+    kind = _Kind(prepared.xp, prepared.complex_, prepared.device is None, prepared.accumulate)
+    _check_like(grad, x, name, kind, prepared.device, guests)
+
+
+def _guest(a: Array, x: Array) -> bool:
+    """Whether `a` is a NumPy array beside a library that takes NumPy operands."""
+    if type(a) is type(x) or library_of(a) != "numpy":
+        return False
+    row = backend_of(x)
+    return row is not None and row.takes_numpy
+
+
+def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prepared: Prepared) -> tuple[Any, ...]:
+    """The tangents as a triple, each checked against its primal's shape, dtype and device.
+
+    Raises
+    ------
+    ValueError
+        For a wrong count or shape, or a tangent for an absent bias.
+    TypeError
+        For something that is not a sequence of three, or a tangent of the wrong kind.
+    """
+    if isinstance(tangents, str | bytes) or not isinstance(tangents, Iterable):
+        msg = f"`tangents` must be a tuple (dx, dweight, dbias) of arrays or None; got {_describe(tangents)}"
+        raise TypeError(msg)
+    given = tuple(tangents)
+    if len(given) != len(GRAD_NAMES):
+        msg = f"`tangents` must be a triple (dx, dweight, dbias); got {len(given)} items"
+        raise ValueError(msg)
+    kind = _Kind(prepared.xp, prepared.complex_, prepared.device is None, prepared.accumulate)
+    for index, (name, tangent, primal) in enumerate(zip(GRAD_NAMES, given, (x, weight, bias), strict=True)):
+        label = f"tangents[{index}] (d{name})"
+        if tangent is None:
+            continue
+        if primal is None:
+            msg = f"`{label}` was given but `{name}` is None"
+            raise ValueError(msg)
+        if is_number(primal) or not hasattr(tangent, "shape"):
+            if not is_number(primal):
+                msg = f"`{label}` must be an array of the shape of `{name}`, {tuple(primal.shape)}; got {_describe(tangent)}"
+                raise TypeError(msg)
+            if hasattr(tangent, "shape"):
+                expected: tuple[Any, ...] = ()
+            else:
+                _check_number(tangent, label, "x", x, kind)
+                continue
+        else:
+            expected = tuple(primal.shape)
+        if _shapes_differ(tuple(tangent.shape), expected):
+            msg = f"`{label}` must have the shape of `{name}`, {expected}; got {tuple(tangent.shape)}"
+            raise ValueError(msg)
+        guests = frozenset((id(tangent),)) if _guest(tangent, x) else frozenset[int]()
+        _check_like(tangent, x, label, kind, prepared.device, guests)
+    return given
+
+
+def check_wrt(wrt: object) -> frozenset[str]:
+    """The set of gradient names asked for.
+
+    Raises
+    ------
+    TypeError
+        For something other than a name or an iterable of names.
+    ValueError
+        For a name other than ``"x"``, ``"weight"`` or ``"bias"``.
+    """
+    if wrt is GRAD_NAMES:
+        return _ALL_GRADS
+    if isinstance(wrt, str):
+        names = frozenset((wrt,))
+    elif isinstance(wrt, Iterable) and not isinstance(wrt, bytes):
+        items = tuple(wrt)
+        bad = [w for w in items if not isinstance(w, str)]
+        if bad:
+            msg = f"`wrt` must hold names ('x', 'weight', 'bias'); got {_describe(bad[0])} in it"
+            raise TypeError(msg)
+        names = frozenset(items)
+    else:
+        msg = f"`wrt` must be a name or an iterable of names ('x', 'weight', 'bias'); got {_describe(wrt)}"
+        raise TypeError(msg)
+    unknown = names - _ALL_GRADS
+    if unknown:
+        allowed = ", ".join(repr(n) for n in GRAD_NAMES)
+        msg = f"unknown name {sorted(unknown)[0]!r} in `wrt`; allowed: {allowed}"
+        raise ValueError(msg)
+    return names
