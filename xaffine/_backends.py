@@ -11,6 +11,7 @@ This is the one module that imports backend libraries, each lazily, when asked.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 from collections.abc import Callable
@@ -29,11 +30,11 @@ __all__ = [
     "BackendUnavailable",
     "backend_of",
     "default_backend",
+    "dtype_name",
     "find_backend",
     "library_of",
     "library_row",
     "namespace",
-    "dtype_name",
     "resolve",
     "to_numpy",
     "transfer",
@@ -235,7 +236,14 @@ _CUDA = "a CUDA build: see the library's install guide"
 BACKENDS: tuple[Backend, ...] = (
     Backend("numpy", "numpy", "numpy", ("numpy",), "pip install numpy", "numpy", takes_numpy=True),
     Backend(
-        "numpy:readonly", "numpy", "numpy", ("numpy",), "pip install numpy", "numpy", takes_numpy=True, testing_only=True
+        "numpy:readonly",
+        "numpy",
+        "numpy",
+        ("numpy",),
+        "pip install numpy",
+        "numpy",
+        takes_numpy=True,
+        testing_only=True,
     ),
     Backend(
         "array_api_strict",
@@ -256,7 +264,9 @@ BACKENDS: tuple[Backend, ...] = (
         device=_strict_device,
         testing_only=True,
     ),
-    Backend("torch", "torch", "torch", ("torch",), "pip install torch", "torch", device=_torch_device, host=_torch_host),
+    Backend(
+        "torch", "torch", "torch", ("torch",), "pip install torch", "torch", device=_torch_device, host=_torch_host
+    ),
     Backend(
         "torch:cuda",
         "torch",
@@ -329,7 +339,7 @@ for _row in BACKENDS:
 _BY_MODULE = {b.module: b for b in reversed(BACKENDS)}
 
 
-def find_backend(name: str) -> Backend:
+def find_backend(name: object) -> Backend:
     """The backend called `name`.
 
     Raises
@@ -413,14 +423,14 @@ def resolve(xp: object) -> tuple[Backend, Namespace]:
     if isinstance(xp, str):
         row = find_backend(xp)
         return row, namespace(row.module)
-    row = backend_of(xp) if isinstance(xp, type(os)) else None
-    if row is None:
+    found = backend_of(xp) if isinstance(xp, type(os)) else None
+    if found is None:
         if isinstance(xp, type(os)) and hasattr(xp, "asarray") and hasattr(xp, "matmul"):
             return Backend(library_of(xp), library_of(xp), xp.__name__, (), "", ""), xp
         known = ", ".join(sorted({b.module for b in BACKENDS}))
         msg = f"`xp` must be an array namespace ({known}, or array-api-compat's) or a backend name; got {xp!r}"
         raise TypeError(msg)
-    return row, namespace(row.module)
+    return found, namespace(found.module)
 
 
 def default_backend() -> BackendChoice:
@@ -475,10 +485,8 @@ def to_numpy(a: Array) -> np.ndarray[Any, Any]:
 def dtype_name(dtype: Any) -> str:
     """The standard name of a dtype of any library: ``"float32"``, ``"bfloat16"``, ..."""
     if isinstance(dtype, type):  # a scalar type standing for its dtype (NumPy's, JAX's)
-        try:
+        with contextlib.suppress(TypeError):
             dtype = np.dtype(dtype)
-        except TypeError:
-            pass
     name = dtype.name if isinstance(dtype, np.dtype) else str(dtype)
     return name.rpartition(".")[2]
 

@@ -1,21 +1,47 @@
-"""Saving and loading a layer's parameters: ``.npz`` (never pickled) or ``.safetensors``."""
+"""Saving and loading a layer's parameters: ``.npz`` (never pickled) or ``.safetensors``.
+
+Both formats are read header first: member names, dtypes and shapes are checked
+against what a layer's state can be, and their sizes against the bytes the file
+really holds, before any data is read. ``.safetensors`` is simple enough (an 8-byte
+little-endian header length, a JSON header, raw little-endian data) to be read and
+written here directly, which is also how bfloat16 crosses NumPy, which has none.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import os
+import struct
 import zipfile
-from typing import Any
+import zlib
+from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ._backends import to_numpy
-from ._backends import dtype_name
+from ._atomic import replacing
+from ._backends import dtype_name, to_numpy
 from ._layer import Affine
 from ._typing import Device, Namespace
 
 __all__ = ["load", "save"]
 
 _SUFFIXES = (".npz", ".safetensors")
+_KEYS = ("weight", "bias")
+_NPZ_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
+_SAFETENSORS_CODES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64", "complex64": "C64"}
+_SAFETENSORS_DTYPES = {code: name for name, code in _SAFETENSORS_CODES.items()}
+# A layer's header is about 200 bytes; this leaves room for others' metadata.
+_MAX_SAFETENSORS_HEADER = 1 << 20
+# What a corrupt zip archive or member raises besides ValueError.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError, struct.error)
+
+
+class _Declared(NamedTuple):
+    """What a file says a parameter is, before its data is read."""
+
+    shape: tuple[int, ...]
+    dtype: str
 
 
 def _suffix(path: str | os.PathLike[str]) -> str:
@@ -26,25 +52,24 @@ def _suffix(path: str | os.PathLike[str]) -> str:
     return suffix
 
 
-def _safetensors() -> Any:
-    try:
-        import safetensors.numpy
-    except ImportError as exc:
-        msg = "`.safetensors` files need the safetensors package: pip install 'xaffine[safetensors]'"
-        raise ImportError(msg) from exc
-    return safetensors.numpy
-
-
 def save(path: str | os.PathLike[str], layer: Affine) -> None:
     """Write `layer`'s parameters to `path` (``.npz`` or ``.safetensors``), keys as in
     :meth:`Affine.state_dict`.
+
+    The file is replaced atomically: the data is written to a temporary file beside
+    it, flushed to disk, then renamed over `path`. If anything fails, `path` keeps its
+    old contents and no temporary file is left.
 
     Raises
     ------
     ValueError
         For another file suffix.
     TypeError
-        For a bfloat16 layer (NumPy, and so both formats here, has no bfloat16).
+        For a dtype the format cannot hold, before anything is written: bfloat16 in
+        ``.npz`` (NumPy has no bfloat16; ``.safetensors`` has), complex128 in
+        ``.safetensors``.
+    OSError
+        If writing fails; `path` is left as it was.
 
     Examples
     --------
@@ -57,54 +82,303 @@ def save(path: str | os.PathLike[str], layer: Affine) -> None:
     Affine(in_features=4, out_features=2, bias=True, backend=numpy, device=cpu, dtype=float32)
     """
     suffix = _suffix(path)
-    if dtype_name(layer.dtype) == "bfloat16":
-        msg = "a bfloat16 layer cannot be saved: convert it with layer.to(...) at float32 first"
+    name = os.fspath(path)
+    dtype = dtype_name(layer.dtype)
+    if suffix == ".npz" and dtype not in _NPZ_DTYPES:
+        msg = f"{name}: .npz cannot hold {dtype} parameters (NumPy has no {dtype}); save to a .safetensors file"
         raise TypeError(msg)
-    host = {name: np.ascontiguousarray(to_numpy(a)) for name, a in layer.state_dict().items()}
-    if suffix == ".npz":
-        with open(path, "wb") as f:
+    if suffix == ".safetensors" and dtype not in _SAFETENSORS_CODES:
+        msg = (
+            f"{name}: the .safetensors format has no {dtype}; it holds {', '.join(_SAFETENSORS_CODES)}. "
+            f"Save {dtype} to a .npz file"
+        )
+        raise TypeError(msg)
+    host = _to_host(layer, dtype)
+    with replacing(name) as f:
+        if suffix == ".npz":
             # numpy's stub types **kwds as its `allow_pickle` flag.
             np.savez(f, **host)  # type: ignore[arg-type]
-    else:
-        _safetensors().save_file(host, os.fspath(path))
+        else:
+            _write_safetensors(f, host, _SAFETENSORS_CODES[dtype])
+
+
+def _to_host(layer: Affine, dtype: str) -> dict[str, np.ndarray[Any, Any]]:
+    """The parameters as contiguous host arrays; bfloat16 as the raw 16 bits of each value."""
+    host = {key: np.ascontiguousarray(to_numpy(a)) for key, a in layer.state_dict().items()}
+    if dtype == "bfloat16":
+        # to_numpy gives bfloat16 as float32, exactly: its upper 16 bits are the bfloat16 back.
+        host = {key: (a.astype("<f4").view("<u4") >> 16).astype("<u2") for key, a in host.items()}
+    return host
+
+
+def _write_safetensors(f: IO[bytes], host: dict[str, np.ndarray[Any, Any]], code: str) -> None:
+    header, offset = {}, 0
+    for key, a in host.items():
+        header[key] = {"dtype": code, "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        offset += a.nbytes
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    # The format pads the header with spaces so that the data starts 8-byte aligned.
+    raw += b" " * (-len(raw) % 8)
+    f.write(struct.pack("<Q", len(raw)))
+    f.write(raw)
+    for a in host.values():
+        f.write(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes())
 
 
 def load(path: str | os.PathLike[str], *, xp: Namespace | str | None = None, device: Device | None = None) -> Affine:
     """A layer with the parameters saved at `path`, on `xp` and `device`.
 
-    ``.npz`` files are read with ``allow_pickle=False``: loading never runs code.
+    Nothing in the file runs code (``.npz`` arrays of Python objects are refused), and
+    nothing is read before the names, dtypes and shapes in the file's headers have been
+    checked against each other and against the file's size: a hostile file is refused
+    without using more memory than its honest parameters would. Parameters load in the
+    machine's byte order.
 
     Raises
     ------
-    FileNotFoundError
-        If there is no file.
+    OSError
+        If the file cannot be opened: ``FileNotFoundError``, ``IsADirectoryError``,
+        ``PermissionError``, naming the file.
     ValueError
-        For another suffix, a truncated or corrupt file, a missing or unexpected key,
-        or a wrong shape; the message names the file. Nothing is half-loaded.
+        For another suffix, a file that is not of its format or is truncated or corrupt,
+        a missing or unexpected key, or a wrong or inconsistent shape; the message names
+        the file and the key. Nothing is half-loaded.
     TypeError
-        For a wrong dtype, naming the file.
+        For a dtype a layer cannot hold (a layer's are float16, bfloat16, float32,
+        float64, complex64 and complex128), or a bias of another dtype than the weight,
+        naming the file and the key; or for bfloat16 on a backend without it.
     """
     suffix = _suffix(path)
     name = os.fspath(path)
+    with open(name, "rb") as f:
+        state, dtype = _read_npz(f, name) if suffix == ".npz" else _read_safetensors(f, name)
     try:
-        if suffix == ".npz":
-            # Our own handle: np.load leaks its file when the archive is corrupt.
-            with open(path, "rb") as f, np.load(f, allow_pickle=False) as npz:
-                state = {key: npz[key] for key in npz.files}
-        else:
-            state = _safetensors().load_file(name)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # a corrupt archive raises any of several types
-        if not isinstance(exc, (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError)) and suffix == ".npz":
-            raise
-        msg = f"{name}: not a readable {suffix} file (truncated or corrupt?): {exc}"
-        raise ValueError(msg) from exc
-    try:
-        return Affine.from_state_dict(state, xp=xp, device=device)
+        # bfloat16 arrives as float32 on the host (which holds it exactly).
+        return Affine.from_state_dict(state, xp=xp, device=device, dtype="bfloat16" if dtype == "bfloat16" else None)
     except KeyError as exc:
         msg = f"{name}: {exc.args[0]}"
         raise ValueError(msg) from exc
     except (ValueError, TypeError) as exc:
         msg = f"{name}: {exc}"
         raise type(exc)(msg) from exc
+
+
+def _check_keys(name: str, keys: list[str]) -> None:
+    unexpected = sorted(set(keys) - set(_KEYS))
+    if unexpected:
+        msg = f"{name}: unexpected key {unexpected[0]!r}; a layer's state holds 'weight' and optionally 'bias'"
+    elif "weight" not in keys:
+        msg = f"{name}: no 'weight'; a layer's state holds 'weight' and optionally 'bias' (got keys {sorted(keys)})"
+    elif len(set(keys)) != len(keys):
+        msg = f"{name}: a key is stored twice (got keys {sorted(keys)})"
+    else:
+        return
+    raise ValueError(msg)
+
+
+def _check_layout(name: str, declared: dict[str, _Declared]) -> None:
+    """The declared parameters are those of one layer."""
+    weight = declared["weight"]
+    if len(weight.shape) != 2:
+        msg = f"{name}: 'weight' must be 2-D, (out_features, in_features); got shape {weight.shape}"
+        raise ValueError(msg)
+    bias = declared.get("bias")
+    if bias is None:
+        return
+    if bias.shape != weight.shape[:1]:
+        msg = f"{name}: 'bias' must have shape (out_features,) = {weight.shape[:1]}; got {bias.shape}"
+        raise ValueError(msg)
+    if bias.dtype != weight.dtype:
+        msg = f"{name}: 'bias' has dtype {bias.dtype} but 'weight' has {weight.dtype}"
+        raise TypeError(msg)
+
+
+def _unsupported_dtype(name: str, key: str, dtype: object) -> TypeError:
+    msg = (
+        f"{name}: {key!r} has dtype {dtype}, which a layer cannot hold; "
+        "a layer's dtypes are float16, bfloat16 (.safetensors only), float32, float64, complex64, complex128"
+    )
+    return TypeError(msg)
+
+
+def _size_mismatch(name: str, key: str, declared: _Declared, nbytes: int, held: str) -> ValueError:
+    msg = f"{name}: {key!r} declares shape {declared.shape} of {declared.dtype} ({nbytes} bytes) but {held} bytes"
+    return ValueError(msg)
+
+
+# -- .npz ------------------------------------------------------------------------------
+
+
+def _read_npz(f: IO[bytes], name: str) -> tuple[dict[str, np.ndarray[Any, Any]], str]:
+    try:
+        with zipfile.ZipFile(f) as archive:
+            return _read_archive(archive, name)
+    except _ZIP_ERRORS as exc:
+        msg = f"{name}: not a readable .npz file (truncated or corrupt?): {exc}"
+        raise ValueError(msg) from exc
+
+
+def _read_archive(archive: zipfile.ZipFile, name: str) -> tuple[dict[str, np.ndarray[Any, Any]], str]:
+    # np.savez stores each array as "<key>.npy", and np.load strips the suffix.
+    members = {info.filename.removesuffix(".npy"): info for info in archive.infolist()}
+    _check_keys(name, [info.filename.removesuffix(".npy") for info in archive.infolist()])
+    layout: dict[str, tuple[_Declared, np.dtype[Any], bool, int]] = {}
+    for key, info in members.items():
+        if not info.filename.endswith(".npy"):
+            msg = f"{name}: member {info.filename!r} is not a .npy array"
+            raise ValueError(msg)
+        with archive.open(info) as member:
+            shape, fortran, dtype, offset = _npy_header(member, name, key)
+        declared = _Declared(shape, _npz_dtype_name(name, key, dtype))
+        nbytes = math.prod(shape) * dtype.itemsize
+        if offset + nbytes != info.file_size:
+            raise _size_mismatch(name, key, declared, nbytes, f"its member holds {info.file_size - offset}")
+        layout[key] = (declared, dtype, fortran, offset)
+    _check_layout(name, {key: entry[0] for key, entry in layout.items()})
+    state = {}
+    for key, (declared, dtype, fortran, offset) in layout.items():
+        with archive.open(members[key]) as member:
+            member.read(offset)
+            # At most what the member really holds, whatever the archive's directory
+            # claims: read() never allocates ahead.
+            data = member.read(math.prod(declared.shape) * dtype.itemsize)
+        if len(data) != math.prod(declared.shape) * dtype.itemsize:
+            msg = f"{name}: not a readable .npz file (truncated or corrupt?): {key!r} ends early"
+            raise ValueError(msg)
+        array = np.frombuffer(data, dtype=dtype).reshape(declared.shape, order="F" if fortran else "C")
+        state[key] = array.astype(dtype.newbyteorder("="), order="C")
+    return state, layout["weight"][0].dtype
+
+
+def _npy_header(member: IO[bytes], name: str, key: str) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
+    """Shape, Fortran order, dtype and data offset from a .npy header (bounded by numpy)."""
+    fmt = np.lib.format
+    try:
+        version = fmt.read_magic(member)
+        if version == (1, 0):
+            shape, fortran, dtype = fmt.read_array_header_1_0(member)
+        elif version == (2, 0):
+            shape, fortran, dtype = fmt.read_array_header_2_0(member)
+        else:
+            msg = f"unsupported .npy format version {version}"
+            raise ValueError(msg)
+    except ValueError as exc:
+        msg = f"{name}: {key!r} has no valid .npy header: {exc}"
+        raise ValueError(msg) from exc
+    return tuple(int(n) for n in shape), bool(fortran), dtype, member.tell()
+
+
+def _npz_dtype_name(name: str, key: str, dtype: np.dtype[Any]) -> str:
+    native = dtype.newbyteorder("=")
+    for candidate in _NPZ_DTYPES:
+        if native == np.dtype(candidate):
+            return candidate
+    raise _unsupported_dtype(name, key, dtype)
+
+
+# -- .safetensors ----------------------------------------------------------------------
+
+
+def _read_safetensors(f: IO[bytes], name: str) -> tuple[dict[str, np.ndarray[Any, Any]], str]:
+    size = os.fstat(f.fileno()).st_size
+    prefix = f.read(8)
+    if len(prefix) < 8:
+        msg = f"{name}: not a readable .safetensors file (truncated or corrupt?): {size} bytes, no header length"
+        raise ValueError(msg)
+    (length,) = struct.unpack("<Q", prefix)
+    if length > min(_MAX_SAFETENSORS_HEADER, size - 8):
+        msg = (
+            f"{name}: not a readable .safetensors file (truncated or corrupt?): header of {length} bytes "
+            f"in a file of {size} bytes (at most {_MAX_SAFETENSORS_HEADER} bytes are read)"
+        )
+        raise ValueError(msg)
+    try:
+        header = json.loads(f.read(length).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        msg = f"{name}: not a readable .safetensors file (truncated or corrupt?): header is not JSON: {exc}"
+        raise ValueError(msg) from exc
+    if not isinstance(header, dict):
+        msg = f"{name}: not a readable .safetensors file: header is not a JSON object"
+        raise ValueError(msg)
+    entries = {key: value for key, value in header.items() if key != "__metadata__"}
+    _check_keys(name, list(entries))
+    declared, spans = {}, {}
+    for key, entry in entries.items():
+        declared[key], spans[key] = _safetensors_entry(name, key, entry)
+    _check_spans(name, declared, spans, size - 8 - length)
+    _check_layout(name, declared)
+    state = {}
+    for key, (begin, end) in spans.items():
+        f.seek(8 + length + begin)
+        data = f.read(end - begin)
+        if len(data) != end - begin:
+            msg = f"{name}: not a readable .safetensors file (truncated or corrupt?): {key!r} ends early"
+            raise ValueError(msg)
+        state[key] = _from_little_endian(data, declared[key])
+    return state, declared["weight"].dtype
+
+
+def _safetensors_entry(name: str, key: str, entry: Any) -> tuple[_Declared, tuple[int, int]]:
+    def is_count(n: Any) -> bool:
+        return isinstance(n, int) and not isinstance(n, bool) and n >= 0
+
+    valid = (
+        isinstance(entry, dict)
+        and isinstance(entry.get("dtype"), str)
+        and isinstance(entry.get("shape"), list)
+        and all(is_count(n) for n in entry["shape"])
+        and isinstance(entry.get("data_offsets"), list)
+        and len(entry["data_offsets"]) == 2
+        and all(is_count(n) for n in entry["data_offsets"])
+        and entry["data_offsets"][0] <= entry["data_offsets"][1]
+    )
+    if not valid:
+        msg = (
+            f"{name}: not a readable .safetensors file: {key!r} is not a tensor entry "
+            f"(dtype, shape, data_offsets [begin, end]): {str(entry)[:200]}"
+        )
+        raise ValueError(msg)
+    code = entry["dtype"]
+    if code not in _SAFETENSORS_DTYPES:
+        raise _unsupported_dtype(name, key, code)
+    begin, end = entry["data_offsets"]
+    return _Declared(tuple(entry["shape"]), _SAFETENSORS_DTYPES[code]), (begin, end)
+
+
+def _itemsize(dtype: str) -> int:
+    return 2 if dtype == "bfloat16" else np.dtype(dtype).itemsize
+
+
+def _check_spans(name: str, declared: dict[str, _Declared], spans: dict[str, tuple[int, int]], held: int) -> None:
+    """Each tensor's bytes match its shape, and together they tile the data exactly."""
+    for key, (begin, end) in spans.items():
+        nbytes = math.prod(declared[key].shape) * _itemsize(declared[key].dtype)
+        if end - begin != nbytes:
+            raise _size_mismatch(name, key, declared[key], nbytes, f"its data_offsets span {end - begin}")
+        if end > held:
+            msg = (
+                f"{name}: not a readable .safetensors file (truncated or corrupt?): "
+                f"{key!r} ends at byte {end} of the data, which has {held} bytes"
+            )
+            raise ValueError(msg)
+    position = 0
+    for begin, end in sorted(spans.values()):
+        if begin != position:
+            break
+        position = end
+    else:
+        if position == held:
+            return
+    msg = (
+        f"{name}: not a readable .safetensors file: the data offsets {sorted(spans.values())} "
+        f"do not tile its {held} bytes of data"
+    )
+    raise ValueError(msg)
+
+
+def _from_little_endian(data: bytes, declared: _Declared) -> np.ndarray[Any, Any]:
+    if declared.dtype == "bfloat16":
+        bits = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
+        return bits.view(np.float32).reshape(declared.shape)
+    dtype = np.dtype(declared.dtype)
+    return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(declared.shape)

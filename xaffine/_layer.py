@@ -60,7 +60,8 @@ def _check_kept(params: dict[str, Array], dtype: Any, row: Backend | None) -> No
                 if row is not None and row.jax_x64_hint
                 else ""
             )
-            msg = f"`dtype` {dtype_name(dtype)} was asked for but the backend made `{name}` {dtype_name(value.dtype)}{hint}"
+            made = dtype_name(value.dtype)
+            msg = f"`dtype` {dtype_name(dtype)} was asked for but the backend made `{name}` {made}{hint}"
             raise TypeError(msg)
 
 
@@ -165,7 +166,7 @@ class Affine:
             For non-floating dtypes, or a bias of another dtype than the weight.
         """
         if not isinstance(state, Mapping):
-            msg = f"`state` must be a mapping of names to arrays; got {type(state).__name__}"
+            msg = f"`state` must be a mapping of names to arrays; got {type(state).__name__}"  # type: ignore[unreachable]
             raise TypeError(msg)
         unexpected = sorted(set(state) - {"weight", "bias"})
         if "weight" not in state or unexpected:
@@ -182,7 +183,7 @@ class Affine:
             msg = f"'weight' must be 2-D, (out_features, in_features); got shape {tuple(weight.shape)}"
             raise ValueError(msg)
         if dtype_name(weight.dtype) not in FLOAT_NAMES:
-            msg = f"'weight' must have a floating-point dtype; got {weight.dtype} (xaffine takes {', '.join(FLOAT_NAMES)})"
+            msg = f"'weight' must have a floating-point dtype; got {weight.dtype} (one of {', '.join(FLOAT_NAMES)})"
             raise TypeError(msg)
         if "bias" in state:
             bias = state["bias"]
@@ -242,7 +243,9 @@ class Affine:
     def _check_param(self, name: str, value: Array) -> None:
         old = self._params[name]
         if not hasattr(value, "shape") or library_of(value) != library_of(self.xp):
-            msg = f"`{name}` must be an array of this layer's backend, {library_of(self.xp)}; got {type(value).__name__}"
+            msg = (
+                f"`{name}` must be an array of this layer's backend, {library_of(self.xp)}; got {type(value).__name__}"
+            )
             raise TypeError(msg)
         if tuple(value.shape) != tuple(old.shape):
             msg = f"`{name}` must have shape {tuple(old.shape)}; got {tuple(value.shape)}"

@@ -133,12 +133,12 @@ def _mixed(arrays: list[tuple[Array, str]], given: Namespace | None = None) -> T
     libs = ", ".join(f"`{n}` is a {library_of(a)} array ({_describe(a)})" for a, n in arrays)
     if given is not None:
         libs += f", and `xp` is {library_of(given)}'s namespace"
-    return TypeError(f"arrays from more than one library: {libs}; pass arrays of one library (convert with its asarray)")
+    return TypeError(
+        f"arrays from more than one library: {libs}; pass arrays of one library (convert with its asarray)"
+    )
 
 
-def _namespace(
-    arrays: list[tuple[Array, str]], given: Namespace | None
-) -> tuple[_Kind, frozenset[int]]:
+def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tuple[_Kind, frozenset[int]]:
     """The kind of the main array and the ids of NumPy arrays riding along another library's.
 
     The library of the first array rules, or `given`'s. NumPy arrays may come with arrays
@@ -185,10 +185,9 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
     if given is None and type(weight) is type(x) and (bias is None or type(bias) is type(x)):
         kind, guests = _kind_of(x, "x", None), frozenset[int]()
     else:
-        if x is None or is_number(x):
-            raise _not_an_array("x", x)
-        if weight is None or is_number(weight):
-            raise _not_an_array("weight", weight)
+        for a, n in ((x, "x"), (weight, "weight")):
+            if a is None or is_number(a):
+                raise _not_an_array(n, a)
         arrays = [(x, "x"), (weight, "weight")]
         if bias is not None and not is_number(bias):
             if not hasattr(bias, "shape"):
@@ -354,7 +353,8 @@ def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prep
             raise ValueError(msg)
         if is_number(primal) or not hasattr(tangent, "shape"):
             if not is_number(primal):
-                msg = f"`{label}` must be an array of the shape of `{name}`, {tuple(primal.shape)}; got {_describe(tangent)}"
+                shape = tuple(primal.shape)
+                msg = f"`{label}` must be an array of the shape of `{name}`, {shape}; got {_describe(tangent)}"
                 raise TypeError(msg)
             if hasattr(tangent, "shape"):
                 expected: tuple[Any, ...] = ()

@@ -36,8 +36,8 @@ import array_api_compat
 import numpy as np
 
 from ._backends import to_numpy
-from ._validate import is_number
 from ._typing import Array, Namespace
+from ._validate import is_number
 
 __all__ = ["check_adjoint", "check_vjp"]
 
