@@ -42,7 +42,7 @@ def main() -> None:
     if args.scheduler:
         client = Client(args.scheduler)
     else:
-        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=None)
+        cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, dashboard_address=":0")
         client = Client(cluster)
     print(f"cluster: {client}")
 

@@ -190,3 +190,18 @@ def test_explicit_namespace(backend):
     _, args = make_inputs(backend, (4, 3), 2, "float64", "array")
     out = affine(*args, xp=backend.xp)
     assert_matches(out, _host(affine(*args)), backend, "float64", 1)
+
+
+def test_tensors_that_require_grad_raise_no_warning():
+    """torch tensors with requires_grad through every function: no warning from xaffine's own calls."""
+    torch = pytest.importorskip("torch", reason="requires_grad is torch's")
+
+    def t(*shape):
+        return torch.ones(*shape, dtype=torch.float64, requires_grad=True)
+
+    for x, w, b, g in ((t(5), t(5), t(()), t(())), (t(3, 5), t(2, 5), t(2), t(3, 2)), (t(2, 3, 5), t(5), 1.0, t(2, 3))):
+        affine(x, w, b)
+        affine_backward(g, x, w, b)
+        _, vjp = affine_vjp(x, w, b)
+        vjp(g)
+        affine_jvp(x, w, b, (x, w, None if isinstance(b, float) else b))

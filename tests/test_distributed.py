@@ -15,6 +15,7 @@ from xaffine import Affine, affine, affine_backward, affine_vjp
 from xaffine._reference import backward as reference_backward
 from xaffine._reference import forward as reference_forward
 
+dask = pytest.importorskip("dask", reason="the Dask tests need dask[array]")
 da = pytest.importorskip("dask.array", reason="the Dask tests need dask[array]")
 
 BATCH, CHUNK, K, N = 4096, 512, 16, 8
@@ -95,7 +96,7 @@ def test_local_cluster_survives_a_killed_worker():
     x, w, b, g = _inputs()
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):
@@ -136,3 +137,43 @@ def test_the_distributed_example_trains():
     assert len(losses) == 8
     assert losses[-1] < losses[0] / 10
     assert "in 4 chunks of 10000" in done.stdout
+
+
+def test_zero_size_batch_chunked_along_the_batch():
+    x = da.zeros((2, 0, 3), chunks=(1, -1, -1))
+    w, b = np.ones((4, 3)), np.ones(4)
+    out = affine(x, w, b)
+    assert out.shape == (2, 0, 4)
+    grads = affine_backward(da.zeros((2, 0, 4), chunks=(1, -1, -1)), x, w, b)
+    computed = dask.compute(out, *grads)
+    assert [np.asarray(a).shape for a in computed] == [(2, 0, 4), (2, 0, 3), (4, 3), (4,)]
+    np.testing.assert_array_equal(computed[2], np.zeros((4, 3)))
+
+
+def test_unknown_chunk_sizes():
+    """Rows of unknown count (a boolean mask) work lazily; more leading axes need known sizes."""
+    host = np.random.default_rng(0).standard_normal((40, 3))
+    x = da.from_array(host, chunks=10)
+    picked = x[x[:, 0] > 0]
+    kept = host[host[:, 0] > 0]
+    w = np.arange(3.0)
+    out = affine(picked, w, 1.0)
+    grads = affine_backward(out, picked, w, 1.0)
+    out_, dx, dw, db = dask.compute(out, *grads)
+    np.testing.assert_allclose(out_, kept @ w + 1.0)
+    np.testing.assert_allclose(dw, (kept @ w + 1.0) @ kept)
+    np.testing.assert_allclose(db, np.sum(kept @ w + 1.0))
+    np.testing.assert_allclose(dx, np.outer(kept @ w + 1.0, w))
+    x3 = da.from_array(np.ones((10, 2, 3)), chunks=5)
+    with pytest.raises(ValueError, match=r"`x` has leading axes of unknown size .*compute_chunk_sizes"):
+        affine(x3[x3[:, 0, 0] > 0], np.ones((4, 3)))
+
+
+def test_chunks_along_a_second_leading_axis_are_merged_with_bounded_blocks():
+    """As the README says: Dask's reshape merges chunks of further leading axes, splitting the first instead."""
+    x = da.ones((8, 6, 5), chunks=(2, 3, 5))
+    out = affine(x, np.ones((3, 5)))
+    assert out.chunks[1] == (6,)
+    rows_per_block = max(a * b for a in out.chunks[0] for b in out.chunks[1])
+    assert rows_per_block <= 2 * 3
+    np.testing.assert_array_equal(out.compute(), np.full((8, 6, 3), 5.0))

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import threading
+
 import numpy as np
 import pytest
 
@@ -216,3 +221,107 @@ def test_bfloat16_where_the_backend_has_it(backend):
     np.testing.assert_allclose(w, to_numpy(reference.weight), rtol=2**-8)
     out = layer(backend.xp.astype(backend.asarray(np.ones((2, 6), dtype=np.float32)), backend.xp.bfloat16))
     assert out.dtype == backend.xp.bfloat16
+
+
+def test_bfloat16_layers_move_between_backends_and_dtypes(backend):
+    """to() copies bfloat16 within and across libraries, and converts dtypes on request."""
+    if not backend.has("bfloat16"):
+        pytest.skip(f"{backend.name} has no bfloat16")
+    layer = make(backend, 6, 4, seed=5, dtype="bfloat16")
+    same = layer.to(backend.xp, backend.device)
+    assert same.dtype == backend.xp.bfloat16
+    wide = layer.to(dtype="float32")
+    assert wide.dtype == backend.xp.float32
+    np.testing.assert_array_equal(to_numpy(wide.weight), to_numpy(layer.weight))
+    for target in ("torch", "jax"):
+        if target == backend.name:
+            continue
+        pytest.importorskip(target, reason=f"moving to {target} needs it installed")
+        moved = layer.to(target)
+        assert "bfloat16" in str(moved.dtype)
+        np.testing.assert_array_equal(to_numpy(moved.weight), to_numpy(layer.weight))
+    on_numpy = layer.to("numpy", dtype="float32")
+    np.testing.assert_array_equal(to_numpy(on_numpy.weight), to_numpy(wide.weight))
+    with pytest.raises(TypeError, match=r"`dtype` must be one of .* that numpy has; got 'bfloat16'"):
+        layer.to("numpy")
+
+
+def test_float16_bias_gradient_accumulates_in_float32(backend):
+    """A float16 row sum of 8192 ones is 8192, not float16's 2048 (where 2048 + 1 rounds back)."""
+    if not backend.has("float16"):
+        pytest.skip(f"{backend.name} has no float16")
+    layer = make(backend, 3, 2, dtype="float16", seed=0)
+    layer(backend.asarray(np.ones((8192, 3), np.float16)))
+    layer.backward(backend.asarray(np.ones((8192, 2), np.float16)))
+    np.testing.assert_array_equal(to_numpy(layer.grads["bias"]), np.full(2, 8192, np.float16))
+    assert layer.grads["bias"].dtype == backend.xp.float16
+
+
+def test_jax_without_x64_refuses_64_bit_layers():
+    """JAX without x64 would silently make float32: the layer says how to enable x64 instead."""
+    pytest.importorskip("jax", reason="the x64 rule is JAX's")
+    code = """
+import pytest, xaffine
+for make in (
+    lambda: xaffine.Affine(3, 2, xp="jax", dtype="float64"),
+    lambda: xaffine.Affine(3, 2, xp="jax", dtype="complex128"),
+    lambda: xaffine.Affine(3, 2, xp="numpy", dtype="float64").to("jax"),
+):
+    with pytest.raises(TypeError, match=r"JAX keeps 64-bit types only with x64 enabled .*jax_enable_x64"):
+        make()
+assert str(xaffine.Affine(3, 2, xp="jax", dtype="float32").dtype) == "float32"
+print("ok")
+"""
+    env = {k: v for k, v in os.environ.items() if k != "JAX_ENABLE_X64"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+
+
+def test_backward_from_another_thread_is_refused():
+    """A layer keeps one saved input: interleaved threads would mix inputs, so that is an error."""
+    layer = Affine(3, 2, xp="numpy", seed=0)
+    layer(np.ones((4, 3), np.float32))
+    errors = []
+
+    def other():
+        try:
+            layer.backward(np.ones((4, 2), np.float32))
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert errors
+    assert "use one layer per thread" in errors[0]
+    layer.backward(np.ones((4, 2), np.float32))  # the thread that ran forward may go on
+
+
+def test_one_layer_per_thread_is_safe():
+    """Layers in separate threads, and the functions anywhere, give each thread its own result."""
+    results = {}
+
+    def work(seed):
+        layer = Affine(3, 2, xp="numpy", seed=0, dtype="float64")
+        x = np.random.default_rng(seed).standard_normal((64, 3))
+        for _ in range(50):
+            layer.zero_grad()
+            layer(x)
+            layer.backward(np.ones((64, 2)))
+        results[seed] = (layer.grads["weight"], x)
+
+    threads = [threading.Thread(target=work, args=(seed,)) for seed in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for weight_grad, x in results.values():
+        np.testing.assert_allclose(weight_grad, np.ones((64, 2)).T @ x)
+
+
+def test_setting_parameters_of_another_library_is_refused():
+    torch = pytest.importorskip("torch", reason="needs a second library: torch")
+    layer = Affine(3, 2, xp="numpy", seed=0)
+    with pytest.raises(TypeError, match=r"`weight` must be an array of this layer's backend, numpy; got Tensor"):
+        layer.weight = torch.zeros(2, 3)

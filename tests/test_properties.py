@@ -51,3 +51,78 @@ def test_forward_backward_adjoint(backend, spec):
         if ref is not None:
             assert_matches(actual, ref, backend, dtype, length)
     check_adjoint(lambda t, *a: affine_jvp(*a, t)[1], lambda ct, *a: affine_backward(ct, *a), args)
+
+
+# -- junk at every public function: only the documented exceptions come out ----------
+
+
+def _junk_arrays():
+    dtypes = st.sampled_from(["float64", "float32", "complex128", "int32", "bool", ">f8", "object", "U3", "float16"])
+    shapes = st.lists(st.integers(0, 3), max_size=3).map(tuple)
+    arrays = st.builds(lambda s, d: np.zeros(s, dtype=d), shapes, dtypes)
+    return st.one_of(
+        arrays,
+        arrays.map(lambda a: np.ma.masked_array(a)),
+        st.none(),
+        st.booleans(),
+        st.integers(-3, 3),
+        st.floats(allow_nan=True),
+        st.complex_numbers(max_magnitude=2),
+        st.text(max_size=3),
+        st.binary(max_size=3),
+        st.lists(st.floats(-1, 1), max_size=3),
+        st.just({"weight": 1}),
+        st.just(object()),
+        st.fractions(),
+        st.decimals(allow_nan=False, allow_infinity=False),
+    )
+
+
+JUNK = _junk_arrays()
+WRT = st.one_of(st.none(), st.integers(), st.text(max_size=6), st.lists(st.one_of(st.none(), st.text(max_size=6))))
+DOCUMENTED = (TypeError, ValueError)
+
+
+@settings(max_examples=300, deadline=None)
+@given(JUNK, JUNK, JUNK, JUNK, WRT, st.lists(JUNK, max_size=4))
+def test_junk_raises_only_documented_errors(x, weight, bias, grad, wrt, tangents):
+    import contextlib
+
+    from xaffine import affine_vjp
+
+    calls = [
+        lambda: affine(x, weight, bias),
+        lambda: affine_backward(grad, x, weight, bias),
+        lambda: affine_backward(grad, x, weight, bias, wrt=wrt),
+        lambda: affine_vjp(x, weight, bias)[1](grad, wrt=wrt),
+        lambda: affine_jvp(x, weight, bias, tuple(tangents)),
+        lambda: affine_jvp(x, weight, bias, tangents[0] if tangents else None),
+    ]
+    for call in calls:
+        with contextlib.suppress(*DOCUMENTED):
+            call()
+
+
+@settings(max_examples=150, deadline=None)
+@given(JUNK, JUNK, st.one_of(st.integers(-2, 3), st.floats(), st.text(max_size=3), st.none()))
+def test_junk_at_the_layer_raises_only_documented_errors(x, grad, size):
+    import contextlib
+
+    from xaffine import Affine
+
+    layer = Affine(3, 2, xp="numpy", seed=0, dtype="float64")
+    calls = [
+        lambda: layer(x),
+        lambda: layer.backward(grad),
+        lambda: layer.load_state_dict({"weight": x}),
+        lambda: layer.load_state_dict(x),
+        lambda: setattr(layer, "weight", x),
+        lambda: Affine(size, 2, xp="numpy"),
+        lambda: Affine(3, 2, xp=x),
+        lambda: Affine(3, 2, xp="numpy", dtype=x if not isinstance(x, np.ndarray) else "float64"),
+        lambda: layer.to(x),
+    ]
+    for call in calls:
+        # backward before a forward is a RuntimeError; a state dict of the wrong keys a KeyError.
+        with contextlib.suppress(*DOCUMENTED, RuntimeError, KeyError):
+            call()

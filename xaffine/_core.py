@@ -38,7 +38,10 @@ def _rows(a: Array, xp: Namespace) -> Array:
         return a
     if a.ndim == 1:
         return a[None, :]
-    return xp.reshape(a, (math.prod(a.shape[:-1]), a.shape[-1]))
+    count = math.prod(a.shape[:-1])
+    if count == 0:  # no rows: nothing to keep, and Dask cannot reshape an empty array chunked along its batch
+        return xp.zeros((0, a.shape[-1]), dtype=a.dtype, device=array_api_compat.device(a))
+    return xp.reshape(a, (count, a.shape[-1]))
 
 
 def _unrows(a: Array, shape: tuple[Any, ...], xp: Namespace, *, vector: bool = False) -> Array:

@@ -87,7 +87,7 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
     if not hasattr(a, "shape"):
         return "`{name}` must be an array of an Array API library; got " + _describe(a)
     if isinstance(a, np.ndarray | np.generic) and not a.dtype.isnative:
-        return "`{name}` has non-native byte order ({dtype}); convert it with .astype(x.dtype.newbyteorder('='))"
+        return "`{name}` has non-native byte order ({dtype}); convert it: {name}.astype({name}.dtype.newbyteorder('='))"
     row = backend_of(a)
     if xp is None:
         if row is not None:
@@ -319,10 +319,13 @@ def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") ->
 
 
 def _guest(a: Array, x: Array) -> bool:
-    """Whether `a` is a NumPy array beside a library that takes NumPy operands."""
-    if type(a) is type(x) or library_of(a) != "numpy":
+    """Whether one of `a` and `x` is a NumPy array beside the other's library, which takes NumPy operands."""
+    if type(a) is type(x):
         return False
-    row = backend_of(x)
+    libraries = {library_of(a), library_of(x)}
+    if len(libraries) != 2 or "numpy" not in libraries:
+        return False
+    row = library_row(next(iter(libraries - {"numpy"})))
     return row is not None and row.takes_numpy
 
 
