@@ -9,6 +9,7 @@ backends must run, and the run fails at start-up if one cannot.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 import pytest
 from array_api_extra.testing import patch_lazy_xp_functions
 
-from xaffine._backends import BACKENDS, BackendUnavailable, find_backend
+from xaffine._backends import BACKENDS, Backend, BackendUnavailable, find_backend
 
 ENV = "XAFFINE_BACKENDS"
 _LOADED = pytest.StashKey[dict[str, Any]]()
@@ -32,8 +33,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "skip_backend(name, *, reason): skip this test on one backend")
-    config.addinivalue_line("markers", "xfail_backend(name, *, reason): expect this test to fail on one backend")
     raw = config.getoption("--backends") or os.environ.get(ENV, "")
     raw = raw.strip()
     explicit = raw not in ("", "auto")
@@ -45,14 +44,12 @@ def pytest_configure(config: pytest.Config) -> None:
         except ValueError as exc:
             raise pytest.UsageError(str(exc)) from None
         try:
-            _, xp, device, _ = backend.load(exact=True)
+            loaded[backend.name] = backend.load(exact=True)
         except BackendUnavailable as exc:
             if explicit:
                 msg = f"backend {backend.name!r} was requested ({raw!r}) but cannot run here: {exc.reason}"
                 raise pytest.UsageError(msg) from None
             loaded[backend.name] = exc
-            continue
-        loaded[backend.name] = (xp, device)
     config.stash[_LOADED] = loaded
     config.stash[_EXPLICIT] = explicit
 
@@ -71,19 +68,19 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 @dataclass(frozen=True)
 class BackendCase:
-    """A backend under test: its namespace, device, and how inputs reach it."""
+    """A backend under test: its row of the backend table, namespace and device, and how inputs reach it."""
 
-    name: str
+    row: Backend
     xp: Any
     device: Any
 
     @property
-    def readonly(self) -> bool:
-        return self.name == "numpy:readonly"
+    def name(self) -> str:
+        return self.row.name
 
     @property
-    def lazy(self) -> bool:
-        return self.name.partition(":")[0] in ("dask", "jax")
+    def readonly(self) -> bool:
+        return self.name == "numpy:readonly"
 
     def has(self, dtype: str) -> bool:
         """Whether the backend has this dtype (array_api_strict has no float16)."""
@@ -106,37 +103,23 @@ class BackendCase:
         return self.xp.asarray(host, device=self.device)
 
 
-def _backend_marks(request: pytest.FixtureRequest, name: str) -> None:
-    known = {b.name for b in BACKENDS}
-    for marker in request.node.iter_markers():
-        if marker.name not in ("skip_backend", "xfail_backend"):
-            continue
-        (target,) = marker.args
-        reason = marker.kwargs.get("reason")
-        if target not in known or not reason:
-            msg = f"{marker.name}({target!r}) needs a known backend and a reason=; known: {sorted(known)}"
-            raise pytest.UsageError(msg)
-        if target != name:
-            continue
-        if marker.name == "skip_backend":
-            pytest.skip(reason)
-        request.node.add_marker(pytest.mark.xfail(reason=reason, strict=True))
-
-
 @pytest.fixture
-def backend(request: pytest.FixtureRequest) -> BackendCase:
-    """The backend under test (parametrized over the selected backends)."""
+def backend(request: pytest.FixtureRequest) -> Iterator[BackendCase]:
+    """The backend under test (parametrized over the selected backends).
+
+    Functions tagged with ``lazy_xp_function`` run under ``jax.jit`` on JAX and with every
+    compute forbidden on Dask, for the whole test.
+    """
     name = request.param
     loaded = request.config.stash[_LOADED][name]
     if isinstance(loaded, Exception):
         pytest.skip(f"{name}: {loaded.kind}: {loaded.reason}")
-    _backend_marks(request, name)
-    xp, device = loaded
-    return BackendCase(name, xp, device)
+    _, xp, device, _ = loaded
+    with patch_lazy_xp_functions(request, xp=xp):
+        yield BackendCase(find_backend(name), xp, device)
 
 
 @pytest.fixture
-def xp(backend: BackendCase, request: pytest.FixtureRequest) -> Any:
-    """The namespace under test; functions tagged lazy run jitted (JAX) or compute-free (Dask)."""
-    with patch_lazy_xp_functions(request, xp=backend.xp):
-        yield backend.xp
+def xp(backend: BackendCase) -> Any:
+    """The namespace under test."""
+    return backend.xp

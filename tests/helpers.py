@@ -8,22 +8,38 @@ from typing import Any
 import numpy as np
 from array_api_extra.testing import assert_close
 
+from xaffine._reference import Inputs, inputs, random, wide
 from xaffine._reference import backward as reference_backward
 from xaffine._reference import forward as reference_forward
-from xaffine._reference import wide
 
-__all__ = ["DTYPES", "assert_matches", "host_random", "reference_backward", "reference_forward", "tolerances", "wide"]
+__all__ = [
+    "DTYPES",
+    "Inputs",
+    "assert_matches",
+    "host_random",
+    "inputs",
+    "make_inputs",
+    "reference_backward",
+    "reference_forward",
+    "tolerances",
+    "wide",
+]
 
 DTYPES = ("float32", "float64", "complex64", "complex128", "float16")
 
 
 def host_random(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
     """Seeded host data in `dtype`: every backend sees the same numbers."""
-    rng = np.random.default_rng(seed)
-    data = rng.standard_normal(shape)
-    if "complex" in dtype:
-        data = data + 1j * rng.standard_normal(shape)
-    return data.astype(dtype)
+    return random(shape, dtype, seed)
+
+
+def make_inputs(
+    backend: Any, x_shape: tuple[int, ...], n: int | None, dtype: str = "float64", bias: str = "array", seed: int = 0
+) -> tuple[Inputs, Inputs]:
+    """Seeded host inputs and their copies on `backend` (a Python-number bias stays a number)."""
+    host = inputs(x_shape, n, dtype, bias=bias, seed=seed)
+    moved = Inputs(*(v if v is None or isinstance(v, float) else backend.asarray(v) for v in host))
+    return host, moved
 
 
 def tolerances(dtype: str, k: int, reference: np.ndarray) -> tuple[float, float]:

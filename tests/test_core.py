@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from array_api_extra.testing import lazy_xp_function
 
-from tests.helpers import DTYPES, assert_matches, host_random, reference_backward, reference_forward, wide
+from tests.helpers import DTYPES, assert_matches, make_inputs, reference_backward, reference_forward, wide
 from xaffine import affine, affine_backward, affine_jvp, affine_vjp
 from xaffine.testing import check_adjoint, check_vjp
 
@@ -34,28 +34,6 @@ SHAPES_2 = [
 SHAPES_1 = [(5,), (7, 5), (2, 3, 5), (0, 5)]
 
 
-def make_inputs(backend, x_shape, n, dtype, bias_kind, seed=0):
-    """Host inputs and their backend copies; `n` None means definition 1."""
-    k = x_shape[-1]
-    x = host_random(x_shape, dtype, seed)
-    w = host_random((k,) if n is None else (n, k), dtype, seed + 1)
-    if bias_kind == "none":
-        b = None
-    elif bias_kind == "number":
-        b = 0.75
-    else:
-        b = host_random(() if n is None else (n,), dtype, seed + 2)
-    as_xp = backend.asarray
-    b_xp = b if b is None or bias_kind == "number" else as_xp(b)
-    return (x, w, b), (as_xp(x), as_xp(w), b_xp)
-
-
-def grad_for(backend, x_shape, n, dtype, seed=5):
-    shape = x_shape[:-1] + (() if n is None else (n,))
-    g = host_random(shape, dtype, seed)
-    return g, backend.asarray(g)
-
-
 CASES = [(s, n, "array") for s, n in SHAPES_2] + [(s, n, "none") for s, n in SHAPES_2[:3]]
 CASES += [(s, None, kind) for s in SHAPES_1 for kind in ("array", "number", "none")]
 CASE_IDS = [f"{'x'.join(map(str, s))}-{'w1d' if n is None else n}-{kind}" for s, n, kind in CASES]
@@ -66,16 +44,15 @@ CASE_IDS = [f"{'x'.join(map(str, s))}-{'w1d' if n is None else n}-{kind}" for s,
 class TestAgainstReference:
     def test_forward(self, xp, backend, x_shape, n, bias_kind, dtype):
         backend.dtype(dtype)
-        host, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
-        out = affine(*args)
-        assert_matches(out, reference_forward(*host), backend, dtype, x_shape[-1])
+        host, on = make_inputs(backend, x_shape, n, dtype, bias_kind)
+        out = affine(*on.args)
+        assert_matches(out, reference_forward(*host.args), backend, dtype, x_shape[-1])
 
     def test_backward(self, xp, backend, x_shape, n, bias_kind, dtype):
         backend.dtype(dtype)
-        host, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
-        g_host, g = grad_for(backend, x_shape, n, dtype)
-        grads = affine_backward(g, *args)
-        expected = reference_backward(g_host, *host)
+        host, on = make_inputs(backend, x_shape, n, dtype, bias_kind)
+        grads = affine_backward(on.grad, *on.args)
+        expected = reference_backward(host.grad, *host.args)
         m = int(np.prod(x_shape[:-1]))
         for name, actual, ref, length in zip(("x", "weight", "bias"), grads, expected, (n or 1, m, m), strict=True):
             if ref is None:
@@ -85,8 +62,8 @@ class TestAgainstReference:
 
     def test_vjp_equals_backward(self, xp, backend, x_shape, n, bias_kind, dtype):
         backend.dtype(dtype)
-        _, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
-        _, g = grad_for(backend, x_shape, n, dtype)
+        _, on = make_inputs(backend, x_shape, n, dtype, bias_kind)
+        args, g = on.args, on.grad
         out, grads = vjp_apply(*args, g)
         backward = affine_backward(g, *args)
         assert_matches(out, np.asarray(_host(affine(*args))), backend, dtype, 1)
@@ -97,19 +74,19 @@ class TestAgainstReference:
 
     def test_jvp_exact(self, xp, backend, x_shape, n, bias_kind, dtype):
         backend.dtype(dtype)
-        host, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
-        t_host, t_args = make_inputs(backend, x_shape, n, dtype, bias_kind, seed=10)
+        host, on = make_inputs(backend, x_shape, n, dtype, bias_kind)
+        t_host, t_on = make_inputs(backend, x_shape, n, dtype, bias_kind, seed=10)
         tangents = tuple(
             None if a is None else (1.5 if kind == "number" else a)
-            for a, kind in zip(t_args, ("a", "a", bias_kind), strict=True)
+            for a, kind in zip(t_on.args, ("a", "a", bias_kind), strict=True)
         )
-        out, tangent_out = affine_jvp(*args, tangents)
-        x, w, _ = (wide(h) for h in host)
-        dx, dw, db = (wide(h) for h in t_host)
+        out, tangent_out = affine_jvp(*on.args, tangents)
+        x, w, _ = (wide(h) for h in host.args)
+        dx, dw, db = (wide(h) for h in t_host.args)
         expected = reference_forward(dx, w, None) + reference_forward(x, dw, None)
         if tangents[2] is not None:
             expected = expected + (1.5 if bias_kind == "number" else db)
-        assert_matches(out, reference_forward(*host), backend, dtype, x_shape[-1])
+        assert_matches(out, reference_forward(*host.args), backend, dtype, x_shape[-1])
         assert_matches(tangent_out, expected, backend, dtype, 2 * x_shape[-1])
 
 
@@ -127,7 +104,7 @@ def _host(a):
 def test_gradient_checks(backend, x_shape, n, bias_kind, dtype):
     """The adjoint identity in every dtype; finite differences (float64) on every backend."""
     backend.dtype(dtype)
-    _, args = make_inputs(backend, x_shape, n, dtype, bias_kind)
+    args = make_inputs(backend, x_shape, n, dtype, bias_kind)[1].args
     names = ("x", "weight", "bias")
     check_adjoint(lambda t, *a: affine_jvp(*a, t)[1], lambda ct, *a: affine_backward(ct, *a), args, argnames=names)
     check_vjp(affine, lambda ct, *a: affine_backward(ct, *a), args, mode="fast", argnames=names)
@@ -137,9 +114,8 @@ def test_gradient_checks(backend, x_shape, n, bias_kind, dtype):
 
 @pytest.mark.parametrize("wrt", [("x",), ("weight",), ("bias",), ("x", "bias"), "weight", ()])
 def test_wrt_computes_only_what_is_asked(xp, backend, wrt):
-    _, args = make_inputs(backend, (6, 5), 3, "float64", "array")
-    _, g = grad_for(backend, (6, 5), 3, "float64")
-    grads = affine_backward(g, *args, wrt=wrt)
+    _, on = make_inputs(backend, (6, 5), 3)
+    grads = affine_backward(on.grad, *on.args, wrt=wrt)
     asked = {wrt} if isinstance(wrt, str) else set(wrt)
     for name in ("x", "weight", "bias"):
         assert (getattr(grads, name) is not None) == (name in asked), name
@@ -157,22 +133,20 @@ def test_skipped_gradients_skip_their_products(backend, monkeypatch):
         return real(a, b, complex_, xp)
 
     monkeypatch.setattr(core, "_product", counting)
-    _, args = make_inputs(backend, (6, 5), 3, "float64", "array")
-    _, g = grad_for(backend, (6, 5), 3, "float64")
-    affine_backward(g, *args, wrt=("bias",))
+    _, on = make_inputs(backend, (6, 5), 3)
+    affine_backward(on.grad, *on.args, wrt=("bias",))
     assert calls == []
-    affine_backward(g, *args, wrt=("weight",))
+    affine_backward(on.grad, *on.args, wrt=("weight",))
     assert calls == [(6, 5)]
 
 
 def test_inputs_are_never_modified(xp, backend):
-    host, args = make_inputs(backend, (4, 3, 5), 2, "float64", "array")
-    _, g = grad_for(backend, (4, 3, 5), 2, "float64")
-    affine(*args)
-    affine_backward(g, *args)
-    vjp_apply(*args, g)
-    affine_jvp(*args, args)
-    for before, after in zip(host, args, strict=True):
+    host, on = make_inputs(backend, (4, 3, 5), 2)
+    affine(*on.args)
+    affine_backward(on.grad, *on.args)
+    vjp_apply(*on.args, on.grad)
+    affine_jvp(*on.args, on.args)
+    for before, after in zip(host, on, strict=True):
         np.testing.assert_array_equal(_host(after), before)
 
 
@@ -187,7 +161,7 @@ def test_nan_and_inf_propagate(xp, backend, special):
 
 
 def test_explicit_namespace(backend):
-    _, args = make_inputs(backend, (4, 3), 2, "float64", "array")
+    args = make_inputs(backend, (4, 3), 2)[1].args
     out = affine(*args, xp=backend.xp)
     assert_matches(out, _host(affine(*args)), backend, "float64", 1)
 

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.helpers import host_random
+from tests.helpers import host_random, inputs
 from xaffine import Affine, affine, affine_backward, affine_vjp
 from xaffine._reference import backward as reference_backward
 from xaffine._reference import forward as reference_forward
@@ -22,11 +22,7 @@ BATCH, CHUNK, K, N = 4096, 512, 16, 8
 
 
 def _inputs():
-    x = host_random((BATCH, K), "float64", 0)
-    w = host_random((N, K), "float64", 1)
-    b = host_random((N,), "float64", 2)
-    g = host_random((BATCH, N), "float64", 3)
-    return x, w, b, g
+    return inputs((BATCH, K), N)
 
 
 def test_numpy_parameters_with_a_chunked_batch():

@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.helpers import assert_matches, host_random, reference_backward, reference_forward
+from tests.helpers import assert_matches, make_inputs, reference_backward, reference_forward
 from xaffine import affine, affine_backward, affine_jvp
 from xaffine.testing import check_adjoint
 
@@ -27,14 +27,8 @@ def layers(draw):
 
 def _case(backend, spec):
     x_shape, n, dtype, bias, seed = spec
-    k = x_shape[-1]
-    x = host_random(x_shape, dtype, seed)
-    w = host_random((k,) if n is None else (n, k), dtype, seed + 1)
-    b = {"none": None, "number": -0.5, "array": host_random(() if n is None else (n,), dtype, seed + 2)}[bias]
-    g = host_random(x_shape[:-1] + (() if n is None else (n,)), dtype, seed + 3)
-    as_xp = backend.asarray
-    args = (as_xp(x), as_xp(w), b if b is None or bias == "number" else as_xp(b))
-    return (x, w, b), args, g
+    host, on = make_inputs(backend, x_shape, n, dtype, bias, seed)
+    return host.args, on.args, host.grad
 
 
 @PROPERTY

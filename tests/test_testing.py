@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from array_api_compat import array_namespace
 
-from tests.helpers import host_random
+from tests.helpers import host_random, inputs, make_inputs
 from xaffine import affine, affine_backward, affine_jvp
 from xaffine._backends import to_numpy
 from xaffine.testing import check_adjoint, check_vjp
@@ -49,8 +49,7 @@ BUGS = [transposed_dw, dx_missing_a_term, bias_not_summed_over_a_leading_axis, o
 
 
 def _args(backend, dtype, x_shape=(2, 3, 4), n=4):
-    k = x_shape[-1]
-    return tuple(backend.asarray(host_random(s, dtype, seed)) for seed, s in enumerate((x_shape, (n, k), (n,))))
+    return make_inputs(backend, x_shape, n, dtype)[1].args
 
 
 @pytest.mark.parametrize("bug", BUGS, ids=[b.__name__ for b in BUGS])
@@ -147,10 +146,7 @@ def test_unknown_mode():
 @pytest.mark.parametrize("oracle", ["torch", "jax"])
 def test_oracle(oracle, dtype, x_shape, w_shape, bias):
     """On the same float64 numbers, xaffine's gradients equal torch.autograd's and jax.vjp's."""
-    x = host_random(x_shape, dtype, 0)
-    w = host_random(w_shape, dtype, 1)
-    b = host_random(w_shape[:-1], dtype, 2) if bias == "array" else 0.25
-    g = host_random(x_shape[:-1] + w_shape[:-1], dtype, 3)
+    x, w, b, g = inputs(x_shape, w_shape[0] if len(w_shape) == 2 else None, dtype, bias=bias)
     ours = [to_numpy(a) for a in affine_backward(g, x, w, b)]
     if oracle == "torch":
         torch = pytest.importorskip("torch", reason="the torch oracle needs torch")

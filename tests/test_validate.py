@@ -7,14 +7,15 @@ import re
 import numpy as np
 import pytest
 
+from tests.helpers import host_random
 from xaffine import affine, affine_backward, affine_jvp, affine_vjp
 
 
 def _arrays(backend, x_shape=(3, 4), w_shape=(2, 4), b_shape=(2,), dtype="float64"):
-    rng = np.random.default_rng(0)
+    """Inputs of any shapes, fitting or not."""
     return tuple(
-        None if s is None else backend.asarray(rng.standard_normal(s).astype(dtype))
-        for s in (x_shape, w_shape, b_shape)
+        None if s is None else backend.asarray(host_random(s, dtype, seed))
+        for seed, s in enumerate((x_shape, w_shape, b_shape))
     )
 
 

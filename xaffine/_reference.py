@@ -1,14 +1,59 @@
-"""The layer in float64 NumPy, straight from MATH.md: the reference for checks and tests."""
+"""The layer in float64 NumPy, straight from docs/math.md, and seeded inputs for it.
+
+The reference for ``xaffine check``, the benchmark and the tests: every backend gets the
+same host numbers from `inputs`, and its results are compared with `forward`/`backward`.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
-__all__ = ["backward", "forward", "wide"]
+__all__ = ["Inputs", "backward", "forward", "inputs", "random", "wide"]
 
 Host = np.ndarray[Any, Any]
+
+
+class Inputs(NamedTuple):
+    """The layer's inputs and an output gradient, on the host or moved to a backend."""
+
+    x: Any
+    weight: Any
+    bias: Any
+    grad: Any
+
+    @property
+    def args(self) -> tuple[Any, Any, Any]:
+        """``(x, weight, bias)``, the arguments of ``affine``."""
+        return self.x, self.weight, self.bias
+
+
+def random(shape: tuple[int, ...], dtype: str, seed: int) -> Host:
+    """Seeded standard-normal host data in `dtype` (real and imaginary parts for complex)."""
+    rng = np.random.default_rng(seed)
+    data = rng.standard_normal(shape)
+    if "complex" in dtype:
+        data = data + 1j * rng.standard_normal(shape)
+    return data.astype(dtype)
+
+
+def inputs(
+    x_shape: tuple[int, ...], out_features: int | None, dtype: str = "float64", *, bias: str = "array", seed: int = 0
+) -> Inputs:
+    """Seeded host inputs: `x`, the weight (1-D when `out_features` is None), the bias and a gradient.
+
+    `bias` is ``"array"``, ``"number"`` (the Python number 0.75) or ``"none"``.
+    """
+    k = x_shape[-1]
+    out = () if out_features is None else (out_features,)
+    b = {"none": None, "number": 0.75}.get(bias)
+    return Inputs(
+        random(x_shape, dtype, seed),
+        random((*out, k), dtype, seed + 1),
+        random(out, dtype, seed + 2) if bias == "array" else b,
+        random(x_shape[:-1] + out, dtype, seed + 3),
+    )
 
 
 def wide(a: Any) -> Any:
