@@ -61,6 +61,7 @@ CASES += [(s, None, kind) for s in SHAPES_1 for kind in ("array", "number", "non
 CASE_IDS = [f"{'x'.join(map(str, s))}-{'w1d' if n is None else n}-{kind}" for s, n, kind in CASES]
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("x_shape", "n", "bias_kind"), CASES, ids=CASE_IDS)
 class TestAgainstReference:
@@ -124,6 +125,7 @@ def _host(a):
     ("x_shape", "n", "bias_kind"),
     [((3, 4), 2, "array"), ((2, 3, 4), 3, "array"), ((3, 4), None, "number"), ((4,), None, "array")],
 )
+@pytest.mark.gpu_smoke
 def test_gradient_checks(backend, x_shape, n, bias_kind, dtype):
     """The adjoint identity in every dtype; finite differences (float64) on every backend."""
     backend.dtype(dtype)

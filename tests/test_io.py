@@ -16,6 +16,7 @@ def _needs(suffix):
         pytest.importorskip("safetensors", reason="the .safetensors format needs the safetensors package")
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_round_trip(backend, tmp_path, suffix):
     _needs(suffix)

@@ -67,6 +67,7 @@ class TestPlantedBugs:
             check_vjp(affine, bug, args, mode=mode, argnames=NAMES)
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128", "float16"])
 def test_right_backward_passes(backend, dtype):
     backend.dtype(dtype)
