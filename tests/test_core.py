@@ -61,7 +61,6 @@ CASES += [(s, None, kind) for s in SHAPES_1 for kind in ("array", "number", "non
 CASE_IDS = [f"{'x'.join(map(str, s))}-{'w1d' if n is None else n}-{kind}" for s, n, kind in CASES]
 
 
-@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("x_shape", "n", "bias_kind"), CASES, ids=CASE_IDS)
 class TestAgainstReference:
