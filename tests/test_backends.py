@@ -47,6 +47,7 @@ def test_every_backend_has_an_install_hint():
     assert all(b.install.startswith("pip install") for b in BACKENDS)
 
 
+@pytest.mark.gpu_smoke
 def test_to_numpy_round_trip(backend):
     host = np.arange(6.0).reshape(2, 3)
     a = backend.asarray(host)

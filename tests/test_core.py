@@ -101,6 +101,7 @@ def _host(a):
     ("x_shape", "n", "bias_kind"),
     [((3, 4), 2, "array"), ((2, 3, 4), 3, "array"), ((3, 4), None, "number"), ((4,), None, "array")],
 )
+@pytest.mark.gpu_smoke
 def test_gradient_checks(backend, x_shape, n, bias_kind, dtype):
     """The adjoint identity in every dtype; finite differences (float64) on every backend."""
     backend.dtype(dtype)

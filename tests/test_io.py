@@ -45,6 +45,7 @@ def _assert_same(loaded, layer):
         np.testing.assert_array_equal(actual[name], expected[name])
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("suffix", SUFFIXES)
 def test_round_trip(backend, tmp_path, suffix):
     layer = Affine(5, 3, xp=backend.xp, device=backend.device, seed=0)

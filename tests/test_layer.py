@@ -20,6 +20,7 @@ def make(backend, *args, **kwargs):
     return Affine(*args, xp=backend.xp, device=backend.device, **kwargs)
 
 
+@pytest.mark.gpu_smoke
 def test_forward_and_backward_equal_the_functions(backend):
     layer = make(backend, 5, 3, seed=0, dtype="float64")
     x = backend.asarray(host_random((4, 2, 5), "float64", 1))
@@ -85,6 +86,7 @@ def test_lecun_init_scale():
     assert abs(w.std() - 1 / np.sqrt(400)) < 0.002
 
 
+@pytest.mark.gpu_smoke
 def test_zero_in_features(backend):
     layer = make(backend, 0, 3, seed=0)
     out = layer(backend.asarray(np.zeros((2, 0), dtype=np.float32)))
@@ -96,6 +98,7 @@ def test_unseeded_layers_differ():
     assert not np.array_equal(a.weight, b.weight)
 
 
+@pytest.mark.gpu_smoke
 def test_to_round_trips(backend):
     layer = make(backend, 4, 3, seed=1)
     moved = layer.to("numpy")
@@ -140,6 +143,7 @@ def test_constructor_errors():
         Affine(2, 2, xp="nope")
 
 
+@pytest.mark.gpu_smoke
 def test_state_dict_round_trip_and_errors(backend):
     layer = make(backend, 4, 3, seed=0)
     other = make(backend, 4, 3, seed=1)
@@ -173,6 +177,7 @@ def test_state_dict_interop_with_torch_linear(backend):
     np.testing.assert_array_equal(to_numpy(layer.weight), linear.weight.detach().numpy())
 
 
+@pytest.mark.gpu_smoke
 def test_gradient_checks_on_the_layer(backend):
     layer = make(backend, 4, 3, seed=0, dtype="float64")
     x = backend.asarray(host_random((5, 4), "float64", 1))

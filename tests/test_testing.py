@@ -66,6 +66,7 @@ class TestPlantedBugs:
             check_vjp(affine, bug, args, mode=mode, argnames=NAMES)
 
 
+@pytest.mark.gpu_smoke
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64", "complex128", "float16"])
 def test_right_backward_passes(backend, dtype):
     backend.dtype(dtype)
@@ -73,6 +74,54 @@ def test_right_backward_passes(backend, dtype):
     check_adjoint(jvp, right_vjp, args, argnames=NAMES)
     check_vjp(affine, right_vjp, args, argnames=NAMES)
     check_vjp(affine, right_vjp, args, mode="full", argnames=NAMES)
+
+
+def _offset_args(backend, shape, seed, offset=1e6):
+    """``(batch, out, in)``: x (batch, in), weight (out, in), bias N(0, 1) + offset, float64."""
+    batch, n_out, n_in = shape
+    rng = np.random.default_rng(seed)
+    x, w = rng.standard_normal((batch, n_in)), rng.standard_normal((n_out, n_in))
+    b = rng.standard_normal(n_out) + offset
+    return tuple(backend.asarray(a) for a in (x, w, b))
+
+
+def weight_grad_scaled_by(factor):
+    def vjp(ct, x, w, b):
+        g = right_vjp(ct, x, w, b)
+        return g[0], g[1] * factor, g[2]
+
+    vjp.__name__ = f"weight_grad_times_{factor}"
+    return vjp
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_large_output_offset_does_not_hide_a_1_percent_error_fast(backend, seed):
+    """A bias of 1e6 once made the tolerance 6000x the real finite-difference error (issue 13, item 11)."""
+    args = _offset_args(backend, (32, 32, 32), seed)
+    with pytest.raises(AssertionError, match=r"`weight`, direction"):
+        check_vjp(affine, weight_grad_scaled_by(1.01), args, seed=seed, argnames=NAMES)
+
+
+@pytest.mark.parametrize("factor", [1.001, 1.01])
+def test_large_output_offset_does_not_hide_small_errors_full(backend, factor):
+    args = _offset_args(backend, (8, 8, 8), 0)
+    with pytest.raises(AssertionError, match=r"`weight`, element"):
+        check_vjp(affine, weight_grad_scaled_by(factor), args, mode="full", argnames=NAMES)
+
+
+@pytest.mark.parametrize(("shape", "mode"), [((32, 32, 32), "fast"), ((8, 8, 8), "full")])
+def test_large_output_offset_right_backward_passes(backend, shape, mode):
+    for seed in range(3):
+        check_vjp(affine, right_vjp, _offset_args(backend, shape, seed), mode=mode, seed=seed, argnames=NAMES)
+
+
+def test_default_tolerance_allows_for_truncation():
+    """A curved function: the step-2h estimate of the truncation error keeps a right gradient passing."""
+    x = np.linspace(-300.0, 300.0, 41)
+    check_vjp(np.sin, lambda ct, x: (ct * np.cos(x),), (x,))
+    check_vjp(lambda x: x**3, lambda ct, x: (3.0 * ct * x**2,), (np.zeros(5),), mode="full")
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        check_vjp(np.sin, lambda ct, x: (1.001 * ct * np.cos(x),), (x,))
 
 
 def test_failure_message_names_input_element_values_and_seed(backend):

@@ -131,6 +131,24 @@ def _norm(u: Any, xp: Namespace) -> Any:
     return xp.sqrt(xp.sum(xp.abs(u) ** 2))
 
 
+def _square(a: Any, xp: Namespace) -> Any:
+    return abs(a) ** 2 if is_number(a) else xp.abs(a) ** 2
+
+
+def _lost(weight: Any, values: Sequence[Any], moved: Any, xp: Namespace) -> Any:
+    """``sum |weight|^2 sum_v |v|^2`` over the elements where `moved` holds.
+
+    The squared size, in units of eps, of the rounding errors that ``<weight, .>``
+    collects from `values` rounded where they change; elements that do not change
+    carry none.
+    """
+    total = _square(weight, xp) * sum(_square(v, xp) for v in values)
+    if isinstance(moved, (bool, np.bool_)):  # a Python (or NumPy) number moved
+        total = total if moved else 0.0 * total
+        return total if is_number(total) else xp.sum(total)
+    return xp.sum(total * xp.astype(moved, xp.float64))
+
+
 def _evaluate(scalars: list[Any], xp: Namespace, device: Any) -> np.ndarray[Any, Any]:
     """Compute a list of 0-d arrays and numbers on the host in one go."""
     arrays = [
@@ -322,8 +340,8 @@ def check_vjp(
         Seed of the generator that draws the cotangent and the directions.
     rtol, atol : float, optional
         A probe passes when ``|numeric - analytic| <= atol + rtol * |analytic|``.
-        Default `rtol`: 1e-6. Default `atol`: the rounding error of the difference
-        quotient, ``64 eps sqrt(n) E / h`` with ``E = sum |ct * f(args)|``.
+        Default `rtol`: 1e-6. Default `atol`: what the difference quotient can lose
+        on this probe (see Notes).
     directions : int
         Random directions per argument in fast mode.
     argnames : sequence of str, optional
@@ -344,7 +362,17 @@ def check_vjp(
     -----
     The scalar error is ``e(p) = Re <ct, f(p)>``. Its derivative along ``v`` is
     ``Re <g, v>`` with ``g = vjp(ct)`` (PyTorch's convention for complex inputs),
-    compared with ``(e(p + h v) - e(p - h v)) / 2h``, ``h = cbrt(eps) max(1, max|p|)``.
+    compared with ``<ct, f(p + h v) - f(p - h v)> / 2h``, ``h = cbrt(eps) max(1, max|p|)``,
+    the outputs subtracted element by element first, so that an output the step leaves
+    unchanged cancels exactly however large it is.
+
+    The default `atol` is the error that quotient can carry, not a multiple of the size
+    of ``<ct, f>``: the rounding of the outputs the step moves,
+    ``8 sqrt(n) eps sqrt(sum |ct|^2 (|f(p + h v)|^2 + |f(p - h v)|^2)) / h`` over the
+    elements that differ (``n`` the longest axis involved), the same for the rounding of
+    the moved point, ``|g| |p|`` over the elements ``v`` moves, plus the truncation error
+    estimated from the quotient with step ``2h``: ``|D(2h) - D(h)| / 3``. So an output
+    offset (a bias of 1e6) does not hide a 0.1% error in a gradient.
     """
     if mode not in ("fast", "full"):
         msg = f"`mode` must be 'fast' or 'full'; got {mode!r}"
@@ -364,30 +392,43 @@ def check_vjp(
         return
     probes = _probes(wide_args, checked, mode, directions, rng, xp)
 
-    magnitude = xp.sum(xp.abs(wide_ct) * xp.abs(f(*wide_args)))
     scales = [_max_abs(wide_args[i], xp) for i in checked]
-    head = _evaluate([magnitude, *scales], xp, device).real
+    head = _evaluate(scales, xp, device).real
     eps = float(np.finfo(np.float64).eps)
-    steps = {i: float(np.cbrt(eps)) * max(1.0, float(s)) for i, s in zip(checked, head[1:], strict=True)}
+    steps = {i: float(np.cbrt(eps)) * max(1.0, float(s)) for i, s in zip(checked, head, strict=True)}
 
     scalars = []
     for probe in probes:
-        h, p = steps[probe.index], wide_args[probe.index]
-        plus, minus = list(wide_args), list(wide_args)
-        plus[probe.index] = p + h * probe.direction
-        minus[probe.index] = p - h * probe.direction
-        scalars += [_inner(wide_ct, f(*plus), xp), _inner(wide_ct, f(*minus), xp)]
-        scalars.append(_inner(grads[probe.index], probe.direction, xp))
+        h, p, g = steps[probe.index], wide_args[probe.index], grads[probe.index]
+        outs = []
+        for step in (h, -h, 2.0 * h, -2.0 * h):
+            moved = list(wide_args)
+            moved[probe.index] = p + step * probe.direction
+            outs.append(f(*moved))
+        # The differences are taken element by element before the sum with `ct`: an output
+        # the step does not change cancels exactly, whatever its size (a large bias).
+        scalars += [_inner(wide_ct, outs[0] - outs[1], xp), _inner(wide_ct, outs[2] - outs[3], xp)]
+        scalars.append(_inner(g, probe.direction, xp))
+        scalars.append(_lost(wide_ct, outs[:2], outs[0] != outs[1], xp))
+        scalars.append(_lost(g, (p,), probe.direction != 0, xp))
     values = _evaluate(scalars, xp, device)
 
     n = _max_axis(_shape(out), *(_shape(a) for a in args if a is not None))
     rtol_ = 1e-6 if rtol is None else rtol
     failures = []
     for k, probe in enumerate(probes):
-        e_plus, e_minus, analytic = values[3 * k].real, values[3 * k + 1].real, values[3 * k + 2].real
+        near, far, analytic, lost_out, lost_in = values[5 * k : 5 * k + 5].real
         h = steps[probe.index]
-        numeric = (e_plus - e_minus) / (2.0 * h)
-        atol_ = 64.0 * eps * math.sqrt(n) * float(head[0]) / h if atol is None else atol
+        numeric = near / (2.0 * h)
+        if atol is None:
+            # What the difference quotient can lose: the rounding of the outputs the step
+            # moved and of the moved point, over the step, plus the truncation error
+            # estimated from the quotient with twice the step (Richardson).
+            rounding = 8.0 * math.sqrt(n) * eps * (math.sqrt(max(lost_out, 0.0)) + math.sqrt(max(lost_in, 0.0))) / h
+            truncation = abs(far / (4.0 * h) - numeric) / 3.0
+            atol_ = rounding + truncation
+        else:
+            atol_ = atol
         error = abs(numeric - analytic)
         if not error <= atol_ + rtol_ * abs(analytic):
             failures.append(

@@ -1,0 +1,160 @@
+"""Outputs and gradients stay on the input's device, and nothing inside xaffine copies to the host.
+
+While the functions and the layer run, every way a backend has of copying an array to the
+host is made to raise :class:`HostTransfer`: xaffine's own ``to_numpy``; ``Tensor.cpu``,
+``numpy``, ``item``, ``tolist`` and ``__array__`` on torch; the host copies of a JAX array
+(``_value``, ``__array__``, ``item``, ``tolist``, ``jax.device_get``) and JAX's
+device-to-host transfer guard (a CPU JAX array also lends its host buffer to ``np.asarray``
+without any transfer; on a GPU that path goes through ``__array__``); ``cupy.asnumpy``
+(CuPy itself refuses implicit conversion; its ``ndarray`` type cannot be patched);
+``__array__`` and ``__dlpack__`` on array_api_strict; any Dask compute. NumPy arrays are on
+the host already: there only ``to_numpy`` is guarded. ``test_a_planted_copy_is_caught``
+proves the guard fails when a copy happens.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+from array_api_compat import device as device_of
+
+import xaffine._backends
+import xaffine._core
+import xaffine._io
+import xaffine._layer
+from tests.helpers import host_random
+from xaffine import Affine, affine, affine_backward, affine_jvp, affine_vjp
+
+pytestmark = pytest.mark.gpu_smoke
+
+
+class HostTransfer(BaseException):  # not an Exception: no `except Exception` may swallow it
+    """Raised by every guarded host copy."""
+
+
+def _refuse(what: str) -> Any:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise HostTransfer(f"host copy inside the guarded block: {what}")
+
+    return refuse
+
+
+@contextlib.contextmanager
+def no_host_copies(backend: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Make each host transfer that `backend` offers raise `HostTransfer` inside the block."""
+    with monkeypatch.context() as m, contextlib.ExitStack() as stack:
+        for module in (xaffine._backends, xaffine._layer, xaffine._io):
+            m.setattr(module, "to_numpy", _refuse("xaffine to_numpy"))
+        library = backend.name.partition(":")[0]
+        if library == "torch":
+            import torch
+
+            for name in ("cpu", "numpy", "item", "tolist", "__array__"):
+                m.setattr(torch.Tensor, name, _refuse(f"torch.Tensor.{name}"))
+        elif library == "jax":
+            import jax
+
+            array_type = type(backend.xp.zeros(1))
+            m.setattr(array_type, "_value", property(_refuse("jax.Array host value")))
+            copies = ("_single_device_array_to_np_array_did_copy", "_copy_single_device_array_to_host_async")
+            for name in ("__array__", "item", "tolist", *copies):
+                m.setattr(array_type, name, _refuse(f"jax.Array.{name}"))
+            stack.enter_context(jax.transfer_guard_device_to_host("disallow"))
+        elif library == "cupy":
+            import cupy
+
+            m.setattr(cupy, "asnumpy", _refuse("cupy.asnumpy"))
+        elif library == "array_api_strict":
+            for name in ("__array__", "__dlpack__"):
+                m.setattr(type(backend.xp.zeros(1)), name, _refuse(f"array_api_strict {name}"))
+        elif library == "dask":
+            import dask
+
+            stack.enter_context(dask.config.set(scheduler=_refuse("dask compute")))
+        yield
+
+
+def _native_copy(backend: Any, a: Any) -> Any:
+    """A host copy the way each library's users write one (looked up at call time)."""
+    library = backend.name.partition(":")[0]
+    if library == "torch":
+        return a.cpu()
+    if library == "cupy":
+        import cupy
+
+        return cupy.asnumpy(a)
+    if library == "dask":
+        return a.compute()
+    if library == "jax":
+        import jax
+
+        return jax.device_get(a)
+    if library == "numpy":
+        return xaffine._backends.to_numpy(a)
+    return np.from_dlpack(a)  # array_api_strict: works on its second device too
+
+
+def _assert_on(results: dict[str, Any], backend: Any) -> None:
+    wanted = device_of(backend.asarray(np.zeros(1)))
+    for name, value in results.items():
+        assert value is not None, name
+        assert device_of(value) == wanted, f"{name} is on {device_of(value)}; expected {wanted}"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("x_shape", [(5,), (7, 5), (2, 3, 5), (0, 5)], ids=["1d", "2d", "3d", "empty"])
+def test_functions_stay_on_the_device(backend, monkeypatch, x_shape, dtype):
+    x, w, b = (backend.asarray(host_random(s, dtype, i)) for i, s in enumerate((x_shape, (4, 5), (4,))))
+    g = backend.asarray(host_random((*x_shape[:-1], 4), dtype, 3))
+    with no_host_copies(backend, monkeypatch):
+        out = affine(x, w, b)
+        grads = affine_backward(g, x, w, b)
+        vjp_out, vjp = affine_vjp(x, w, b)
+        vjp_grads = vjp(g)
+        jvp_out, tangent_out = affine_jvp(x, w, b, (x, w, b))
+    results = {"affine": out, "vjp out": vjp_out, "jvp out": jvp_out, "jvp tangent": tangent_out}
+    results |= {f"affine_backward {k}": v for k, v in zip(("x", "weight", "bias"), grads, strict=True)}
+    results |= {f"vjp {k}": v for k, v in zip(("x", "weight", "bias"), vjp_grads, strict=True)}
+    _assert_on(results, backend)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_layer_stays_on_the_device(backend, monkeypatch, dtype):
+    layer = Affine(5, 4, xp=backend.xp, device=backend.device, dtype=dtype, seed=0)
+    x = backend.asarray(host_random((2, 3, 5), dtype, 1))
+    g = backend.asarray(host_random((2, 3, 4), dtype, 2))
+    with no_host_copies(backend, monkeypatch):
+        out = layer(x)
+        dx = layer.backward(g)
+        state = layer.state_dict()
+    results = {"forward": out, "backward": dx, "weight": layer.weight, "bias": layer.bias}
+    results |= {f"grads {k}": v for k, v in layer.grads.items()}
+    results |= {f"state_dict {k}": v for k, v in state.items()}
+    _assert_on(results, backend)
+
+
+@pytest.mark.parametrize("where", ["to_numpy", "native"])
+def test_a_planted_copy_is_caught(backend, monkeypatch, where):
+    """The guard is real: a host copy planted inside xaffine's matrix product fails the block."""
+    if where == "native" and backend.name.partition(":")[0] == "numpy":
+        pytest.skip("NumPy arrays are on the host: a NumPy conversion copies nothing")
+    real = xaffine._core._product
+
+    def copying(a, b, complex_, xp):
+        if where == "to_numpy":
+            xaffine._backends.to_numpy(b)
+        else:
+            _native_copy(backend, b)
+        return real(a, b, complex_, xp)
+
+    monkeypatch.setattr(xaffine._core, "_product", copying)
+    x, w = backend.asarray(host_random((3, 5), "float64", 0)), backend.asarray(host_random((4, 5), "float64", 1))
+    g = backend.asarray(host_random((3, 4), "float64", 2))
+    with no_host_copies(backend, monkeypatch), pytest.raises(HostTransfer, match="host copy inside"):
+        affine_backward(g, x, w)
+    # Outside the block the same planted copy runs.
+    affine_backward(g, x, w)
