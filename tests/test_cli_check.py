@@ -39,6 +39,13 @@ def test_check_complex_and_float16(capsys):
     assert dtypes == {"float32", "float64", "complex64", "complex128", "float16"}
 
 
+def test_complex_adds_to_the_dtypes_given(monkeypatch):
+    seen = []
+    monkeypatch.setattr(check_command, "check", lambda backends, dtypes, progress: (seen.extend(dtypes), ([], []))[1])
+    assert main(["check", "--backends", "numpy", "--dtypes", "float64,complex64", "--complex"]) == 1
+    assert seen == ["float64", "complex64", "complex128"]
+
+
 def test_json_to_stdout_is_only_json(capsys):
     assert main(["check", "--backends", "numpy", "--json", "-"]) == 0
     captured = capsys.readouterr()

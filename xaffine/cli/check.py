@@ -185,10 +185,10 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    dtypes = args.dtypes or ["float32", "float64"]
-    if args.dtypes is None:
-        dtypes += ["complex64", "complex128"] if args.complex else []
-        dtypes += ["float16"] if args.float16 else []
+    dtypes = list(args.dtypes or ["float32", "float64"])
+    dtypes += ["complex64", "complex128"] if args.complex else []
+    dtypes += ["float16"] if args.float16 else []
+    dtypes = list(dict.fromkeys(dtypes))
     out = human_stream(args.json)
     with Progress(len(args.backends or user_backends()) * len(dtypes)) as progress:
         results, not_checked = check(args.backends, dtypes, progress=progress)
