@@ -1,130 +1,31 @@
-"""The command line through its real entry points."""
+"""The command line's frame: the parser built from the command list, entry points, shared pieces."""
 
 from __future__ import annotations
 
-import json
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-import xaffine._core as core
-from xaffine._backends import BackendUnavailable, find_backend
-from xaffine._cli import main
+import xaffine
+from xaffine.cli import COMMANDS, main, parser
+from xaffine.cli._shared import host_inputs, table
+from xaffine.cli._timing import median_seconds, round_robin
+
+PACKAGE = Path(xaffine.__file__).parent
 
 
-def test_check_passes_and_writes_json(tmp_path, capsys):
-    path = tmp_path / "check.json"
-    assert main(["check", "--backends", "numpy,array_api_strict", "--json", str(path)]) == 0
-    out = capsys.readouterr().out
-    rows = [line.split() for line in out.splitlines()]
-    assert rows[2][:3] == ["numpy", "cpu", "float32"]
-    assert any(r[:1] == ["array_api_strict"] and "float64" in r for r in rows)
-    assert "all 4 checks passed on array_api_strict, numpy" in out
-    report = json.loads(path.read_text())
-    assert report["passed"] is True
-    assert {(r["backend"], r["dtype"]) for r in report["results"]} == {
-        (b, d) for b in ("numpy", "array_api_strict") for d in ("float32", "float64")
-    }
-    assert all(r["adjoint"] == "passed" and r["finite_differences"] == "passed" for r in report["results"])
+def test_every_command_module_has_the_two_functions():
+    for module in COMMANDS:
+        assert callable(module.add_parser), module.__name__
+        assert callable(module.run), module.__name__
 
 
-def test_check_complex_and_float16(capsys):
-    assert main(["check", "--backends", "numpy", "--complex", "--float16"]) == 0
-    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
-    dtypes = {r[2] for r in rows if r[:2] == ["numpy", "cpu"]}
-    assert dtypes == {"float32", "float64", "complex64", "complex128", "float16"}
-
-
-def test_check_fails_on_a_wrong_backward(monkeypatch, capsys):
-    real = core._backward
-
-    def wrong(*args, **kwargs):
-        grads = real(*args, **kwargs)
-        return grads._replace(weight=None if grads.weight is None else grads.weight * 1.01)
-
-    monkeypatch.setattr(core, "_backward", wrong)
-    assert main(["check", "--backends", "numpy", "--json", "-"]) == 1
-    out = capsys.readouterr().out
-    assert "FAILED: 2 of 2 checks" in out
-    assert "adjoint: FAILED" in out
-    assert '"passed": false' in out
-
-
-def test_check_reports_unusable_backends(capsys):
-    try:
-        find_backend("cupy").load()
-    except BackendUnavailable:
-        pass
-    else:
-        pytest.skip("cupy is usable here; this needs a backend that is not")
-    assert main(["check", "--backends", "numpy,cupy"]) == 0
-    out = capsys.readouterr().out
-    assert "not usable here:" in out
-    assert "install: pip install 'xaffine[cuda12]'" in out
-
-
-def test_unknown_backend_is_a_clear_error(capsys):
-    assert main(["check", "--backends", "numpy,nope"]) == 2
-    err = capsys.readouterr().err
-    assert "unknown backend 'nope'" in err
-    assert "known backends: numpy" in err
-
-
-def test_info(capsys):
-    assert main(["info"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("xaffine ")
-    assert "numpy" in out
-    assert "usable" in out
-    assert "default backend:" in out
-
-
-def test_demo_learns(capsys):
-    pytest.importorskip("sklearn", reason="the demo's data set ships with scikit-learn")
-    assert main(["demo", "--backend", "numpy", "--epochs", "8"]) == 0
-    out = capsys.readouterr().out
-    losses = [float(line.split()[-1]) for line in out.splitlines() if line.startswith("epoch")]
-    assert len(losses) == 8
-    assert losses[-1] < losses[0] / 3
-    accuracy = float(out.split("test accuracy: ")[1].split("%")[0])
-    assert accuracy > 93.0
-
-
-def test_demo_is_the_same_on_every_backend():
-    pytest.importorskip("sklearn", reason="the demo's data set ships with scikit-learn")
-    pytest.importorskip("torch", reason="a second backend to compare with: torch")
-    from xaffine._demo import train
-
-    a, b = train("numpy", epochs=3), train("torch", epochs=3)
-    assert a.accuracy == pytest.approx(b.accuracy, abs=2 / a.test_size)
-    assert a.losses == pytest.approx(b.losses, rel=1e-4)
-
-
-def test_demo_refuses_dask(capsys):
-    assert main(["demo", "--backend", "dask"]) == 2
-    assert "examples/dask_distributed.py" in capsys.readouterr().err
-
-
-def test_bench_json(tmp_path, capsys):
-    path = tmp_path / "bench.json"
-    args = ["bench", "--shape", "single", "--shape", "4x8x16", "--dtypes", "float64", "--rounds", "3"]
-    assert main([*args, "--min-time", "0.002", "--no-torch", "--json", str(path)]) == 0
-    out = capsys.readouterr().out
-    assert "xaffine/bound" in out
-    report = json.loads(path.read_text())
-    shapes = [r["shape"] for r in report["results"]]
-    assert shapes == ["single", "4x8x16"]
-    first = report["results"][0]
-    assert first["dims"] == [1, 64, 64]
-    assert first["ratios"]["xaffine/bound"] > 0
-    assert first["peak_memory_ratio"] > 0
-    assert report["machine"]["numpy"]
-
-
-def test_bench_bad_shape(capsys):
-    assert main(["bench", "--shape", "huge"]) == 2
-    assert "a shape is one of" in capsys.readouterr().err
+def test_the_parser_has_one_subcommand_per_module():
+    sub = next(a for a in parser()._actions if a.dest == "command")
+    assert list(sub.choices) == [m.__name__.rpartition(".")[2] for m in COMMANDS]
 
 
 def test_module_entry_point_help():
@@ -132,3 +33,76 @@ def test_module_entry_point_help():
     assert done.returncode == 0
     for command in ("check", "info", "demo", "bench"):
         assert command in done.stdout
+
+
+def test_help_returns_zero(capsys):
+    assert main(["bench", "--help"]) == 0
+    assert "--rounds" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "path", sorted(p.name for p in PACKAGE.glob("*.py") if p.name not in ("__init__.py", "__main__.py"))
+)
+def test_library_modules_never_import_the_cli(path):
+    tree = ast.parse((PACKAGE / path).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            imported.add(("." * node.level) + (node.module or ""))
+            imported.update(f"{'.' * node.level}{node.module or ''}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            imported.update(a.name for a in node.names)
+    assert not [name for name in imported if "cli" in name.split(".")]
+
+
+def test_importing_the_library_does_not_import_the_cli():
+    code = "import sys, xaffine, xaffine.testing; print(any(m.startswith('xaffine.cli') for m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
+
+
+def test_usage_errors_are_one_line_with_status_2(capsys):
+    assert main(["bench", "--rounds", "0"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("xaffine bench: error: argument --rounds: must be a positive integer; got '0'")
+
+
+def test_unknown_command(capsys):
+    assert main(["nope"]) == 2
+    assert "invalid choice: 'nope'" in capsys.readouterr().err
+
+
+def test_table_aligns_columns():
+    text = table([["a", "bb"], ["ccc", "d"]])
+    assert text.splitlines() == ["a    bb", "---  --", "ccc  d"]
+    assert table([["a", "bb"], ["ccc", "d"]], align="right").splitlines()[2] == "ccc   d"
+
+
+def test_host_inputs_are_seeded_and_shaped():
+    a, b = host_inputs((2, 3), 4, 5, "complex64", seed=1), host_inputs((2, 3), 4, 5, "complex64", seed=1)
+    assert {k: v.shape for k, v in a.items()} == {"x": (2, 3, 4), "w": (5, 4), "b": (5,), "g": (2, 3, 5)}
+    assert all(v.dtype == "complex64" and (v == b[k]).all() and v.imag.any() for k, v in a.items())
+
+
+def test_round_robin_samples_every_variant_each_round():
+    calls = {"a": 0, "b": 0}
+    waited = []
+
+    def variant(key):
+        def fn():
+            calls[key] += 1
+            return key
+
+        return fn, waited.append
+
+    samples = round_robin({"a": variant("a"), "b": variant("b")}, rounds=4, min_time=1e-4)
+    assert {k: len(v) for k, v in samples.items()} == {"a": 4, "b": 4}
+    assert all(s > 0 for v in samples.values() for s in v)
+    assert set(waited) == {"a", "b"}
+    assert calls["a"] > 4
+    assert calls["b"] > 4
+
+
+def test_median_seconds_is_positive():
+    assert median_seconds(lambda: None, lambda result: result, rounds=3, min_time=1e-4) > 0
