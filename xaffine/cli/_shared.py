@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TextIO
 
 import numpy as np
 
+from .. import _reference
 from .._backends import BACKENDS, Backend, find_backend
 
 __all__ = [
@@ -133,14 +134,11 @@ def user_backends() -> list[Backend]:
 def host_inputs(lead: Sequence[int], k: int, n: int, dtype: str, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:
     """Seeded host data ``x (*lead, k)``, ``w (n, k)``, ``b (n,)``, ``g (*lead, n)`` in `dtype`.
 
-    Every backend gets the same numbers; complex dtypes get an imaginary part as well.
+    The one builder of the tests and commands (``_reference.inputs``): every backend gets the
+    same numbers.
     """
-    rng = np.random.default_rng(seed)
-    shapes = {"x": (*lead, k), "w": (n, k), "b": (n,), "g": (*lead, n)}
-    host = {key: rng.standard_normal(shape) for key, shape in shapes.items()}
-    if "complex" in dtype:
-        host = {key: value + 1j * rng.standard_normal(value.shape) for key, value in host.items()}
-    return {key: value.astype(dtype) for key, value in host.items()}
+    data = _reference.inputs((*lead, k), n, dtype, seed=seed)
+    return {"x": data.x, "w": data.weight, "b": data.bias, "g": data.grad}
 
 
 # -- output -----------------------------------------------------------------------
