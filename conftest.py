@@ -16,8 +16,16 @@ from typing import Any
 import numpy as np
 import pytest
 from array_api_extra.testing import patch_lazy_xp_functions
+from hypothesis import settings
 
 from xaffine._backends import BACKENDS, Backend, BackendUnavailable, find_backend
+
+# Hypothesis: `ci` (chosen when CI is set) is reproducible and keeps no example database;
+# `thorough` (HYPOTHESIS_PROFILE=thorough) draws many more examples. A test's own
+# settings(max_examples=...) takes precedence over both.
+settings.register_profile("ci", max_examples=25, derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("thorough", max_examples=1000, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "default"))
 
 ENV = "XAFFINE_BACKENDS"
 _LOADED = pytest.StashKey[dict[str, Any]]()

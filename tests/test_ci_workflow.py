@@ -1,0 +1,60 @@
+"""The CI workflow runs exactly the noxfile's CPU test sessions, and .ci/run the README's command."""
+
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+yaml = pytest.importorskip("yaml", reason="reading the workflow needs PyYAML (in the test extra)")
+
+ROOT = Path(__file__).parents[1]
+WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
+
+
+def _noxfile_tables() -> tuple[dict[str, object], tuple[str, ...]]:
+    """BACKENDS and GPU from noxfile.py, read without importing nox."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    found: dict[str, object] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id in ("BACKENDS", "GPU"):
+            found[target.id] = ast.literal_eval(node.value)
+    return found["BACKENDS"], found["GPU"]
+
+
+def _workflow() -> dict[str, object]:
+    return yaml.safe_load(WORKFLOW.read_text(encoding="utf-8"))
+
+
+def test_matrix_lists_exactly_the_cpu_sessions():
+    backends, gpu = _noxfile_tables()
+    expected = [f"tests({name})" for name in backends if name not in gpu]
+    matrix = _workflow()["jobs"]["tests"]["strategy"]["matrix"]
+    assert matrix["session"] == expected
+
+
+def test_matrix_runs_the_oldest_supported_python():
+    requires = re.search(r'requires-python = ">=(3\.\d+)"', (ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert requires is not None
+    matrix = _workflow()["jobs"]["tests"]["strategy"]["matrix"]
+    assert requires.group(1) in matrix["python"]
+
+
+def test_gpu_job_is_off_unless_asked_for():
+    job = _workflow()["jobs"]["gpu"]
+    assert "workflow_dispatch" in job["if"]
+    assert "self-hosted" in job["runs-on"]
+    assert job["steps"][-1]["run"] == "python -m nox -t gpu"
+
+
+def test_ci_script_runs_the_readme_test_command():
+    # .ci/run picks the README line with this pattern; there must be exactly one.
+    pattern = "^python3 -m venv .*/bin/nox$"
+    assert f"grep -E '{pattern}' README.md" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = re.findall(pattern, readme, flags=re.M)
+    assert len(commands) == 1, commands
+    assert commands[0].startswith("python3 -m venv .venv && ")
