@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,11 +16,13 @@ from xaffine._reference import forward as reference_forward
 
 __all__ = [
     "DTYPES",
+    "ROOT",
     "Inputs",
     "assert_matches",
     "host_random",
     "inputs",
     "make_inputs",
+    "noxfile_tables",
     "reference_backward",
     "reference_forward",
     "tolerances",
@@ -54,3 +58,17 @@ def assert_matches(actual: Any, reference: np.ndarray, backend: Any, dtype: str,
     desired = backend.xp.asarray(np.asarray(reference).astype(dtype), device=backend.device)
     rtol, atol = tolerances(dtype, k, np.asarray(reference))
     assert_close(actual, desired, rtol=rtol, atol=atol, xp=backend.xp)
+
+
+ROOT = Path(__file__).parents[1]
+
+
+def noxfile_tables() -> tuple[dict[str, Any], tuple[str, ...]]:
+    """BACKENDS and GPU from noxfile.py, read without importing nox."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
+    found: dict[str, Any] = {}
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
+        if isinstance(target, ast.Name) and target.id in ("BACKENDS", "GPU"):
+            found[target.id] = ast.literal_eval(node.value)
+    return found["BACKENDS"], found["GPU"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import xaffine
+from tests.helpers import noxfile_tables
 from xaffine._backends import BACKENDS, find_backend, to_numpy
 
 
@@ -54,3 +55,15 @@ def test_to_numpy_round_trip(backend):
     np.testing.assert_array_equal(to_numpy(a), host)
     back = backend.xp.asarray(to_numpy(a), device=backend.device)
     np.testing.assert_array_equal(to_numpy(back), host)
+
+
+def test_noxfile_agrees_with_the_backend_table():
+    """Each row's nox session exists and runs exactly the rows that name it; GPU sessions run GPU rows."""
+    sessions, gpu = noxfile_tables()
+    rows_of: dict[str, list[str]] = {}
+    for row in BACKENDS:
+        rows_of.setdefault(row.nox_session, []).append(row.name)
+    assert set(sessions) == set(rows_of)
+    for session, (_, selection) in sessions.items():
+        assert selection.split(",") == rows_of[session], session
+    assert set(gpu) == {row.nox_session for row in BACKENDS if row.gpu}

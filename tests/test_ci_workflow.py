@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
-import ast
 import re
-from pathlib import Path
 
 import pytest
 
+from tests.helpers import ROOT, noxfile_tables
+
 yaml = pytest.importorskip("yaml", reason="reading the workflow needs PyYAML (in the test extra)")
 
-ROOT = Path(__file__).parents[1]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
-
-
-def _noxfile_tables() -> tuple[dict[str, object], tuple[str, ...]]:
-    """BACKENDS and GPU from noxfile.py, read without importing nox."""
-    tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
-    found: dict[str, object] = {}
-    for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
-        if isinstance(target, ast.Name) and target.id in ("BACKENDS", "GPU"):
-            found[target.id] = ast.literal_eval(node.value)
-    return found["BACKENDS"], found["GPU"]
 
 
 def _workflow() -> dict[str, object]:
@@ -30,7 +18,7 @@ def _workflow() -> dict[str, object]:
 
 
 def test_matrix_lists_exactly_the_cpu_sessions():
-    backends, gpu = _noxfile_tables()
+    backends, gpu = noxfile_tables()
     expected = [f"tests({name})" for name in backends if name not in gpu]
     matrix = _workflow()["jobs"]["tests"]["strategy"]["matrix"]
     assert matrix["session"] == expected
