@@ -153,7 +153,7 @@ def _dask_wait(result: Any) -> Any:
 # -- how to copy an array to the host as NumPy ----------------------------------------
 
 
-def _numpy_host(a: Array) -> np.ndarray[Any, Any]:
+def _numpy_host(a: Any) -> np.ndarray[Any, Any]:
     try:
         return np.asarray(a)
     except (RuntimeError, ValueError, TypeError):
@@ -161,15 +161,15 @@ def _numpy_host(a: Array) -> np.ndarray[Any, Any]:
         return np.from_dlpack(a)
 
 
-def _torch_host(a: Array) -> np.ndarray[Any, Any]:
+def _torch_host(a: Any) -> np.ndarray[Any, Any]:
     return np.asarray(a.detach().cpu().resolve_conj().numpy())
 
 
-def _cupy_host(a: Array) -> np.ndarray[Any, Any]:
+def _cupy_host(a: Any) -> np.ndarray[Any, Any]:
     return np.asarray(a.get())
 
 
-def _dask_host(a: Array) -> np.ndarray[Any, Any]:
+def _dask_host(a: Any) -> np.ndarray[Any, Any]:
     return np.asarray(a.compute())
 
 

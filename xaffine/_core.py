@@ -73,7 +73,8 @@ def _add(out: Array, term: Array | complex | None) -> Array:
     """``out + term``, in place where `out` was just made here and may be written."""
     if term is None:
         return out
-    if hasattr(term, "shape") and array_api_compat.is_writeable_array(out):
+    writeable: bool = array_api_compat.is_writeable_array(out)
+    if writeable and hasattr(term, "shape"):
         out += term
         return out
     return out + term

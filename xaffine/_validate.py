@@ -94,7 +94,7 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
             xp = namespace(row.module)
         else:
             try:
-                xp = a.__array_namespace__()
+                xp = getattr(a, "__array_namespace__")()  # noqa: B009 (absent on some libraries' arrays)
             except AttributeError:
                 return "`{name}` must be an array of an Array API library; got " + _describe(a)
     dtype = a.dtype
@@ -188,7 +188,7 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
         for a, n in ((x, "x"), (weight, "weight")):
             if a is None or is_number(a):
                 raise _not_an_array(n, a)
-        arrays = [(x, "x"), (weight, "weight")]
+        arrays: list[tuple[Any, str]] = [(x, "x"), (weight, "weight")]
         if bias is not None and not is_number(bias):
             if not hasattr(bias, "shape"):
                 msg = f"`bias` must be an array or a Python int, float or complex; got {_describe(bias)}"
@@ -247,7 +247,7 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
 def _device(a: Array) -> Device:
     # array-api-compat's device() for libraries whose arrays lack the standard attribute.
     try:
-        return a.device
+        return getattr(a, "device")  # noqa: B009 (absent on some libraries' arrays)
     except AttributeError:
         import array_api_compat
 
@@ -263,7 +263,7 @@ def _check_number(value: object, name: str, ref_name: str, ref: Array, kind: _Ki
         raise TypeError(msg)
 
 
-def _check_like(a: Array, ref: Array, name: str, kind: _Kind, device: Device, guests: frozenset[int]) -> None:
+def _check_like(a: Any, ref: Array, name: str, kind: _Kind, device: Device, guests: frozenset[int]) -> None:
     """`a` has `ref`'s (x's) dtype, library and device."""
     if not hasattr(a, "dtype") or not hasattr(a, "shape"):
         raise _not_an_array(name, a)
@@ -347,7 +347,8 @@ def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prep
         msg = f"`tangents` must be a triple (dx, dweight, dbias); got {len(given)} items"
         raise ValueError(msg)
     kind = _Kind(prepared.xp, prepared.complex_, prepared.device is None, prepared.accumulate)
-    for index, (name, tangent, primal) in enumerate(zip(GRAD_NAMES, given, (x, weight, bias), strict=True)):
+    primals: tuple[Any, ...] = (x, weight, bias)
+    for index, (name, tangent, primal) in enumerate(zip(GRAD_NAMES, given, primals, strict=True)):
         label = f"tangents[{index}] (d{name})"
         if tangent is None:
             continue
