@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import operator
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -173,6 +174,25 @@ def _dask_host(a: Any) -> np.ndarray[Any, Any]:
     return np.asarray(a.compute())
 
 
+# -- fast paths of the core's operations, where a library has a cheaper call ---------
+
+
+def _numpy_row_sum(a: Any, dtype: Any) -> Any:
+    # The reduction itself, without the Array API wrapper's argument handling.
+    return np.add.reduce(a, axis=0, dtype=dtype)
+
+
+def _torch_row_sum(a: Any, dtype: Any) -> Any:
+    return a.sum(0, dtype=dtype)
+
+
+def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
+    # One kernel, not a product and then an add: each torch call costs about 2 us.
+    import torch
+
+    return torch.addmm(c, a, b)
+
+
 @dataclass(frozen=True)
 class Backend:
     """One array library on one kind of device: one row of the table.
@@ -209,6 +229,15 @@ class Backend:
     """Whether the library takes NumPy operands beside its own arrays (Dask and JAX do)."""
     jax_x64_hint: bool = False
     testing_only: bool = False
+    matmul: Callable[[Any, Any], Any] = operator.matmul
+    """The product of two matrices, ``a @ b``. NumPy's is ``np.dot``: for matrices the same
+    BLAS product without matmul's ufunc dispatch, which dominates at small sizes."""
+    matmul_add: Callable[[Any, Any, Any], Any] | None = None
+    """``a @ b + c`` in one call, for an array `c` that broadcasts; None: the product, then the sum."""
+    row_sum: Callable[[Any, Any], Any] | None = None
+    """``sum(a, axis=0, dtype=dtype)`` of a matrix; None: the namespace's ``sum``."""
+    in_place: bool | None = None
+    """Whether a freshly computed array may be written in place; None: ask array-api-compat."""
 
     @property
     def variant(self) -> str:
@@ -234,7 +263,18 @@ class Backend:
 
 _CUDA = "a CUDA build: see the library's install guide"
 BACKENDS: tuple[Backend, ...] = (
-    Backend("numpy", "numpy", "numpy", ("numpy",), "pip install numpy", "numpy", takes_numpy=True),
+    Backend(
+        "numpy",
+        "numpy",
+        "numpy",
+        ("numpy",),
+        "pip install numpy",
+        "numpy",
+        takes_numpy=True,
+        matmul=np.dot,
+        row_sum=_numpy_row_sum,
+        in_place=True,
+    ),
     Backend(
         "numpy:readonly",
         "numpy",
@@ -244,6 +284,9 @@ BACKENDS: tuple[Backend, ...] = (
         "numpy",
         takes_numpy=True,
         testing_only=True,
+        matmul=np.dot,
+        row_sum=_numpy_row_sum,
+        in_place=True,
     ),
     Backend(
         "array_api_strict",
@@ -265,7 +308,17 @@ BACKENDS: tuple[Backend, ...] = (
         testing_only=True,
     ),
     Backend(
-        "torch", "torch", "torch", ("torch",), "pip install torch", "torch", device=_torch_device, host=_torch_host
+        "torch",
+        "torch",
+        "torch",
+        ("torch",),
+        "pip install torch",
+        "torch",
+        device=_torch_device,
+        host=_torch_host,
+        matmul_add=_torch_matmul_add,
+        row_sum=_torch_row_sum,
+        in_place=True,
     ),
     Backend(
         "torch:cuda",
@@ -278,6 +331,9 @@ BACKENDS: tuple[Backend, ...] = (
         wait=_torch_cuda_wait,
         host=_torch_host,
         gpu=True,
+        matmul_add=_torch_matmul_add,
+        row_sum=_torch_row_sum,
+        in_place=True,
     ),
     Backend(
         "jax",
@@ -291,6 +347,7 @@ BACKENDS: tuple[Backend, ...] = (
         lazy=True,
         takes_numpy=True,
         jax_x64_hint=True,
+        in_place=False,
     ),
     Backend(
         "jax:gpu",
@@ -305,6 +362,7 @@ BACKENDS: tuple[Backend, ...] = (
         lazy=True,
         takes_numpy=True,
         jax_x64_hint=True,
+        in_place=False,
     ),
     Backend(
         "dask",

@@ -56,24 +56,26 @@ def _matrix(weight: Array) -> Array:
     return weight if weight.ndim == 2 else weight[None, :]
 
 
-def _product(a: Array, b: Array, complex_: bool, xp: Namespace) -> Array:
+def _product(a: Array, b: Array, complex_: bool, p: Prepared) -> Array:
     """``a @ conj(b)`` for matrices, conjugating whichever side is cheaper.
 
     A contraction of length one is an outer product: broadcasting does it without
-    the matrix-product call, which for that shape is the slow path in NumPy.
+    the matrix-product call, which for that shape is the slow path in NumPy. Other
+    products go through the backend row's ``matmul``.
     """
     if complex_:
+        xp = p.xp
         if math.prod(a.shape) + a.shape[0] * b.shape[-1] < math.prod(b.shape):
-            return xp.conj(_product(xp.conj(a), b, False, xp))
+            return xp.conj(_product(xp.conj(a), b, False, p))
         b = xp.conj(b)
-    return a * b if a.shape[-1] == 1 else a @ b
+    return a * b if a.shape[-1] == 1 else p.matmul(a, b)
 
 
-def _add(out: Array, term: Array | complex | None) -> Array:
+def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
     """``out + term``, in place where `out` was just made here and may be written."""
     if term is None:
         return out
-    writeable: bool = array_api_compat.is_writeable_array(out)
+    writeable: bool = p.in_place if p.in_place is not None else array_api_compat.is_writeable_array(out)
     if writeable and hasattr(term, "shape"):
         out += term
         return out
@@ -82,7 +84,9 @@ def _add(out: Array, term: Array | complex | None) -> Array:
 
 def _forward_rows(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
     # A = X W^T + b, as a matrix of rows; the product is fresh, so the bias is added in place.
-    return _add(_rows(x, p.xp) @ _matrix(weight).T, bias)
+    if p.matmul_add is not None and hasattr(bias, "shape"):
+        return p.matmul_add(_rows(x, p.xp), _matrix(weight).T, bias)
+    return _add(p.matmul(_rows(x, p.xp), _matrix(weight).T), bias, p)
 
 
 def _forward(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
@@ -97,15 +101,19 @@ def _backward(
     g = _rows(grad if weight.ndim == 2 else grad[..., None], xp)
     dx = dw = db = None
     if "x" in wrt:
-        dx = _unrows(_product(g, _matrix(weight), p.complex_, xp), tuple(x.shape), xp)
+        dx = _unrows(_product(g, _matrix(weight), p.complex_, p), tuple(x.shape), xp)
     if "weight" in wrt:
-        dw = _product(g.T, _rows(x, xp), p.complex_, xp)
+        dw = _product(g.T, _rows(x, xp), p.complex_, p)
         dw = dw if weight.ndim == 2 else dw[0, :]
     if bias is not None and "bias" in wrt:
-        if p.accumulate is None:
+        if p.row_sum is not None:
+            db = p.row_sum(g, p.accumulate)
+        elif p.accumulate is None:
             db = xp.sum(g, axis=0)
-        else:  # 16-bit floats: accumulate in float32, round once
-            db = xp.astype(xp.sum(g, axis=0, dtype=p.accumulate), g.dtype)
+        else:
+            db = xp.sum(g, axis=0, dtype=p.accumulate)
+        if p.accumulate is not None:  # 16-bit floats: accumulated in float32, rounded once
+            db = xp.astype(db, g.dtype)
         db = db if weight.ndim == 2 else xp.reshape(db, ())
     return AffineGrads(dx, dw, db)
 
@@ -306,8 +314,8 @@ def affine_jvp(
     rows = None if dx is None else _forward_rows(dx, weight, None, p)
     if dweight is not None:
         term = _forward_rows(x, dweight, None, p)
-        rows = term if rows is None else _add(rows, term)
+        rows = term if rows is None else _add(rows, term, p)
     if rows is None:
         rows = p.xp.zeros_like(_rows(out[..., None] if weight.ndim == 1 else out, p.xp))
-    tangent_out = _unrows(_add(rows, dbias), p.out_shape, p.xp, vector=weight.ndim == 1)
+    tangent_out = _unrows(_add(rows, dbias, p), p.out_shape, p.xp, vector=weight.ndim == 1)
     return out, tangent_out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -278,7 +279,8 @@ class Affine:
 
     def forward(self, x: Array) -> Array:
         """``x @ weight.T + bias`` for `x` of shape (..., in_features); keeps what backward needs."""
-        out, self._vjp = affine_vjp(x, self.weight, self.bias)
+        params = self._params
+        out, self._vjp = affine_vjp(x, params["weight"], params.get("bias"))
         self._thread = threading.get_ident()
         return out
 
@@ -304,16 +306,14 @@ class Affine:
                 "one saved input, so use one layer per thread (the functions are thread-safe)"
             )
             raise RuntimeError(msg)
-        wanted = set(self._params) - self._frozen
-        if self.input_grad:
-            wanted.add("x")
-        result = self._vjp(grad, wrt=wanted)
-        for name in self._params:
-            new = getattr(result, name)
+        has_bias = "bias" in self._params
+        result = self._vjp(grad, wrt=_wanted(bool(self.input_grad), has_bias, self._frozen))
+        grads = self.grads
+        for name, new in (("weight", result.weight), ("bias", result.bias)):
             if new is not None:
-                old = self.grads[name]
+                old = grads[name]
                 # Rebinding, not +=: arrays of some backends (JAX) are immutable.
-                self.grads[name] = new if old is None else old + new
+                grads[name] = new if old is None else old + new
         return result.x
 
     def zero_grad(self) -> None:
@@ -365,6 +365,13 @@ class Affine:
             f"bias={'bias' in self._params}, backend={library_of(self.xp)}, device={self.device}, "
             f"dtype={dtype_name(self.dtype)})"
         )
+
+
+@functools.cache
+def _wanted(input_grad: bool, has_bias: bool, frozen: frozenset[str]) -> frozenset[str]:
+    """The gradients a layer's backward asks for."""
+    names = {"weight", "bias"} if has_bias else {"weight"}
+    return frozenset((names - frozen) | ({"x"} if input_grad else set()))
 
 
 def _host_to(host: np.ndarray[Any, Any], dtype: str, xp: Namespace, device: Device) -> Array:

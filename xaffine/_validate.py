@@ -9,7 +9,8 @@ out once and memoised.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -31,6 +32,10 @@ class _Kind(NamedTuple):
     complex_: bool
     single_device: bool
     accumulate: Any  # the dtype reductions accumulate in (float32 for 16-bit floats), or None
+    matmul: Callable[[Array, Array], Array]  # the backend row's fast paths, or the defaults
+    matmul_add: Callable[[Array, Array, Any], Array] | None
+    row_sum: Callable[[Array, Any], Array] | None
+    in_place: bool | None
 
 
 class Prepared(NamedTuple):
@@ -41,9 +46,19 @@ class Prepared(NamedTuple):
     device: Device  # x's device, or None where there is nothing to compare
     accumulate: Any
     out_shape: tuple[Any, ...]
+    matmul: Callable[[Array, Array], Array]
+    matmul_add: Callable[[Array, Array, Any], Array] | None
+    row_sum: Callable[[Array, Any], Array] | None
+    in_place: bool | None
 
 
 _KINDS: dict[tuple[type, Any], _Kind | str] = {}
+
+# Inputs that passed `prepare`, by signature: what every check's outcome depends on
+# (each array's type, dtype and shape; a number's type; `xp`), except devices, which
+# are compared on every call. The value says which of (weight, bias) to compare.
+_SIGNATURES: dict[tuple[Any, ...], tuple[Prepared, bool, bool]] = {}
+_MAX_SIGNATURES = 256
 
 
 def _describe(a: object) -> str:
@@ -106,7 +121,11 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
     if not (complex_ or real):
         return "`{name}` must have a real or complex floating-point dtype; got {dtype}"
     accumulate = xp.float32 if real and _itemsize(a) <= 2 else None
-    return _Kind(xp, complex_, _single_device(row, xp), accumulate)
+    if row is None:
+        return _Kind(xp, complex_, _single_device(row, xp), accumulate, operator.matmul, None, None, None)
+    return _Kind(
+        xp, complex_, _single_device(row, xp), accumulate, row.matmul, row.matmul_add, row.row_sum, row.in_place
+    )
 
 
 def _itemsize(a: Array) -> int:
@@ -173,6 +192,9 @@ def _given(xp: Any) -> Namespace | None:
 def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = None) -> Prepared:
     """Check the layer's inputs against each other; see ``affine`` for the rules.
 
+    Inputs of a signature seen before (see ``_SIGNATURES``) pass every check that
+    depends only on it without redoing it; their devices are compared each time.
+
     Raises
     ------
     ValueError
@@ -181,6 +203,39 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
         For something that is not an array, non-floating or mixed dtypes, arrays of two
         libraries, or a bias of the wrong kind.
     """
+    try:
+        key: tuple[Any, ...] = (type(x), x.dtype, x.shape, type(weight), weight.dtype, weight.shape, type(bias), xp)
+        if bias is not None and type(bias) not in _PLAIN_NUMBERS:
+            array: Any = bias
+            key = (*key, array.dtype, array.shape)
+        known = _SIGNATURES.get(key)
+    except (AttributeError, TypeError):  # not arrays, or unhashable: the full checks say what is wrong
+        return _prepare(x, weight, bias, xp)[0]
+    if known is not None:
+        prepared, weight_device, bias_device = known
+        if not (weight_device or bias_device):
+            return prepared
+        device = _device(x)
+        if not ((weight_device and _elsewhere(weight, device)) or (bias_device and _elsewhere(bias, device))):
+            return prepared if device == prepared.device else prepared._replace(device=device)
+        return _prepare(x, weight, bias, xp)[0]  # raises the error about devices
+    prepared, weight_device, bias_device = _prepare(x, weight, bias, xp)
+    if len(_SIGNATURES) >= _MAX_SIGNATURES:
+        _SIGNATURES.clear()
+    _SIGNATURES[key] = (prepared, weight_device, bias_device)
+    return prepared
+
+
+_PLAIN_NUMBERS = frozenset((int, float, complex))
+
+
+def _elsewhere(a: Any, device: Device) -> bool:
+    other = _device(a)
+    return other is not None and other != device
+
+
+def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> tuple[Prepared, bool, bool]:
+    """``prepare`` in full; also whether weight's and bias's devices need comparing on each call."""
     given = _given(xp)
     if given is None and type(weight) is type(x) and (bias is None or type(bias) is type(x)):
         kind, guests = _kind_of(x, "x", None), frozenset[int]()
@@ -241,7 +296,20 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
                 msg = f"`bias` must be {what} to match `weight` of shape {w_shape}; got shape {tuple(bias.shape)}"
                 raise ValueError(msg)
             _check_like(bias, x, "bias", kind, device, guests)
-    return Prepared(kind.xp, kind.complex_, device, kind.accumulate, x_shape[:-1] + w_shape[:-1])
+    prepared = Prepared(
+        kind.xp,
+        kind.complex_,
+        device,
+        kind.accumulate,
+        x_shape[:-1] + w_shape[:-1],
+        kind.matmul,
+        kind.matmul_add,
+        kind.row_sum,
+        kind.in_place,
+    )
+    bias_array = bias is not None and not is_number(bias) and hasattr(bias, "shape")
+    compare = device is not None
+    return prepared, compare and id(weight) not in guests, compare and bias_array and id(bias) not in guests
 
 
 def _device(a: Array) -> Device:
@@ -308,14 +376,28 @@ def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") ->
     TypeError
         If `grad` is not an array, comes from another library or has another dtype.
     """
+    try:
+        if (
+            type(grad) is type(x)
+            and grad.shape == prepared.out_shape
+            and grad.dtype == x.dtype
+            and (prepared.device is None or not _elsewhere(grad, prepared.device))
+        ):
+            return  # x's type passed `prepare`: the full checks below would find nothing
+    except (AttributeError, TypeError, ValueError):
+        pass
     if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
         raise _not_an_array(name, grad)
     if _shapes_differ(tuple(grad.shape), prepared.out_shape):
         msg = f"`{name}` must have the output's shape {prepared.out_shape}; got {tuple(grad.shape)}"
         raise ValueError(msg)
     guests = frozenset((id(grad),)) if _guest(grad, x) else frozenset[int]()
-    kind = _Kind(prepared.xp, prepared.complex_, prepared.device is None, prepared.accumulate)
+    kind = _kind_from(prepared)
     _check_like(grad, x, name, kind, prepared.device, guests)
+
+
+def _kind_from(p: Prepared) -> _Kind:
+    return _Kind(p.xp, p.complex_, p.device is None, p.accumulate, p.matmul, p.matmul_add, p.row_sum, p.in_place)
 
 
 def _guest(a: Array, x: Array) -> bool:
@@ -346,7 +428,7 @@ def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prep
     if len(given) != len(GRAD_NAMES):
         msg = f"`tangents` must be a triple (dx, dweight, dbias); got {len(given)} items"
         raise ValueError(msg)
-    kind = _Kind(prepared.xp, prepared.complex_, prepared.device is None, prepared.accumulate)
+    kind = _kind_from(prepared)
     primals: tuple[Any, ...] = (x, weight, bias)
     for index, (name, tangent, primal) in enumerate(zip(GRAD_NAMES, given, primals, strict=True)):
         label = f"tangents[{index}] (d{name})"
@@ -387,6 +469,8 @@ def check_wrt(wrt: object) -> frozenset[str]:
     """
     if wrt is GRAD_NAMES:
         return _ALL_GRADS
+    if type(wrt) is frozenset and wrt <= _ALL_GRADS:
+        return wrt
     if isinstance(wrt, str):
         names = frozenset((wrt,))
     elif isinstance(wrt, Iterable) and not isinstance(wrt, bytes):
