@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 from array_api_extra.testing import assert_close
 
+from xaffine._backends import HOST_DTYPES
 from xaffine._reference import Inputs, inputs, random, wide
 from xaffine._reference import backward as reference_backward
 from xaffine._reference import forward as reference_forward
@@ -29,7 +30,7 @@ __all__ = [
     "wide",
 ]
 
-DTYPES = ("float32", "float64", "complex64", "complex128", "float16")
+DTYPES = HOST_DTYPES  # every dtype the float64 NumPy reference can hold
 
 
 def host_random(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:

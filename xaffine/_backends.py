@@ -26,6 +26,8 @@ from ._typing import Array, Device, Namespace
 
 __all__ = [
     "BACKENDS",
+    "FLOAT_DTYPES",
+    "HOST_DTYPES",
     "Backend",
     "BackendChoice",
     "BackendUnavailable",
@@ -535,6 +537,13 @@ def to_numpy(a: Array) -> np.ndarray[Any, Any]:
         xp = namespace(row.module)
         a = xp.astype(a, xp.float32)
     return row.host(a)
+
+
+FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
+"""The dtypes xaffine works in, where the backend has them: the one list of them."""
+
+HOST_DTYPES = tuple(name for name in FLOAT_DTYPES if hasattr(np, name))
+"""Those NumPy holds (all but bfloat16): what `.npz` files and float64 host references take."""
 
 
 def dtype_name(dtype: Any) -> str:

@@ -20,7 +20,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from ._atomic import replacing
-from ._backends import dtype_name, to_numpy
+from ._backends import HOST_DTYPES, dtype_name, to_numpy
 from ._layer import Affine
 from ._typing import Device, Namespace
 
@@ -28,7 +28,6 @@ __all__ = ["load", "save"]
 
 _SUFFIXES = (".npz", ".safetensors")
 _KEYS = ("weight", "bias")
-_NPZ_DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
 _SAFETENSORS_CODES = {"float16": "F16", "bfloat16": "BF16", "float32": "F32", "float64": "F64", "complex64": "C64"}
 _SAFETENSORS_DTYPES = {code: name for name, code in _SAFETENSORS_CODES.items()}
 # A layer's header is about 200 bytes; this leaves room for others' metadata.
@@ -84,7 +83,7 @@ def save(path: str | os.PathLike[str], layer: Affine) -> None:
     suffix = _suffix(path)
     name = os.fspath(path)
     dtype = dtype_name(layer.dtype)
-    if suffix == ".npz" and dtype not in _NPZ_DTYPES:
+    if suffix == ".npz" and dtype not in HOST_DTYPES:
         msg = f"{name}: .npz cannot hold {dtype} parameters (NumPy has no {dtype}); save to a .safetensors file"
         raise TypeError(msg)
     if suffix == ".safetensors" and dtype not in _SAFETENSORS_CODES:
@@ -270,7 +269,7 @@ def _npy_header(member: IO[bytes], name: str, key: str) -> tuple[tuple[int, ...]
 
 def _npz_dtype_name(name: str, key: str, dtype: np.dtype[Any]) -> str:
     native = dtype.newbyteorder("=")
-    for candidate in _NPZ_DTYPES:
+    for candidate in HOST_DTYPES:
         if native == np.dtype(candidate):
             return candidate
     raise _unsupported_dtype(name, key, dtype)

@@ -10,13 +10,11 @@ from typing import Any
 import numpy as np
 
 from . import _initializers
-from ._backends import Backend, default_backend, dtype_name, find_backend, library_of, resolve, transfer
+from ._backends import FLOAT_DTYPES, Backend, default_backend, dtype_name, find_backend, library_of, resolve, transfer
 from ._core import affine_vjp
 from ._typing import Array, Device, Namespace
 
-__all__ = ["FLOAT_NAMES", "Affine"]
-
-FLOAT_NAMES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128")
+__all__ = ["Affine"]
 
 
 def _resolve(xp: object, device: Device | None) -> tuple[Backend | None, Namespace, Device]:
@@ -45,8 +43,8 @@ def _dtype(namespace: Namespace, dtype: Any, library: str) -> Any:
         For a dtype other than the floating ones, or one the library lacks.
     """
     name = "float32" if dtype is None else dtype if isinstance(dtype, str) else dtype_name(dtype)
-    if name not in FLOAT_NAMES or not hasattr(namespace, name):
-        msg = f"`dtype` must be one of {FLOAT_NAMES} that {library} has; got {dtype!r}"
+    if name not in FLOAT_DTYPES or not hasattr(namespace, name):
+        msg = f"`dtype` must be one of {FLOAT_DTYPES} that {library} has; got {dtype!r}"
         raise TypeError(msg)
     return getattr(namespace, name)
 
@@ -183,8 +181,8 @@ class Affine:
         if len(weight.shape) != 2:
             msg = f"'weight' must be 2-D, (out_features, in_features); got shape {tuple(weight.shape)}"
             raise ValueError(msg)
-        if dtype_name(weight.dtype) not in FLOAT_NAMES:
-            msg = f"'weight' must have a floating-point dtype; got {weight.dtype} (one of {', '.join(FLOAT_NAMES)})"
+        if dtype_name(weight.dtype) not in FLOAT_DTYPES:
+            msg = f"'weight' must have a floating-point dtype; got {weight.dtype} (one of {', '.join(FLOAT_DTYPES)})"
             raise TypeError(msg)
         if "bias" in state:
             bias = state["bias"]

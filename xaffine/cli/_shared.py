@@ -13,7 +13,7 @@ from typing import Any, NoReturn, TextIO
 import numpy as np
 
 from .. import _reference
-from .._backends import BACKENDS, Backend, find_backend
+from .._backends import BACKENDS, HOST_DTYPES, Backend, find_backend
 
 __all__ = [
     "DTYPES",
@@ -34,7 +34,7 @@ __all__ = [
 
 # The dtypes the commands take: those NumPy holds, so the float64 reference and the
 # seeded host data exist for each.
-DTYPES = ("float16", "float32", "float64", "complex64", "complex128")
+DTYPES = HOST_DTYPES  # checked against a float64 NumPy reference, so those NumPy holds
 
 
 class Parser(argparse.ArgumentParser):
