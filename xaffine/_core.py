@@ -132,8 +132,10 @@ def affine(x: Array, weight: Array, bias: Array | complex | None = None, /, *, x
     bias : array, number or None
         Shape ``(out_features,)``; for a 1-D `weight`, a scalar (a Python number or a
         0-d array). ``None`` for no bias.
-    xp : namespace, optional
-        The arrays' Array API namespace; found from the arrays when omitted.
+    xp : namespace or str, optional
+        The arrays' library: its module (``numpy``, ``torch``, ``jax.numpy``, ...),
+        array-api-compat's namespace, or a backend name (``"torch"``); found from the
+        arrays when omitted. The arrays are checked against it all the same.
 
     Returns
     -------
@@ -186,8 +188,10 @@ def affine_backward(
         The layer's inputs, as for :func:`affine`.
     wrt : iterable of str or str, default ("x", "weight", "bias")
         Which gradients to compute; the others are ``None`` and cost nothing.
-    xp : namespace, optional
-        The arrays' Array API namespace; found from the arrays when omitted.
+    xp : namespace or str, optional
+        The arrays' library: its module (``numpy``, ``torch``, ``jax.numpy``, ...),
+        array-api-compat's namespace, or a backend name (``"torch"``); found from the
+        arrays when omitted. The arrays are checked against it all the same.
 
     Returns
     -------
