@@ -21,6 +21,8 @@ BACKENDS = {
     "jax": (["jax"], "jax"),
     "dask": (["dask[array]", "distributed"], "dask"),
     "cupy": (["cupy-cuda12x"], "cupy"),
+    "ndonnx": (["ndonnx", "onnx", "onnxruntime"], "ndonnx"),
+    "sparse": (["sparse"], "sparse"),
     "torch-cuda": (["torch"], "torch:cuda"),
     "jax-gpu": (["jax[cuda12]"], "jax:gpu"),
 }
