@@ -144,6 +144,13 @@ class _SparseNamespace(type(os)):  # type: ignore[misc]
     def __getattr__(self, name: str) -> Any:
         return getattr(self._raw, name)
 
+    # It stands for the library's own namespace: equal to it (array_namespace(x) == xp holds).
+    def __eq__(self, other: object) -> bool:
+        return other is self or other is self._raw
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
     def reshape(self, x: Array, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Array:
         if isinstance(x, np.ndarray):
             return np.reshape(x, shape, copy=copy)
