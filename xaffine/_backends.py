@@ -142,6 +142,10 @@ class _SparseNamespace(type(os)):  # type: ignore[misc]
         self._raw = raw
 
     def __getattr__(self, name: str) -> Any:
+        if name == "float16":
+            # pydata/sparse has no float16 matrix product of two sparse arrays.
+            msg = "pydata/sparse has no float16 matrix product"
+            raise AttributeError(msg)
         return getattr(self._raw, name)
 
     # It stands for the library's own namespace: equal to it (array_namespace(x) == xp holds).
