@@ -64,12 +64,12 @@ def assert_matches(actual: Any, reference: np.ndarray, backend: Any, dtype: str,
 ROOT = Path(__file__).parents[1]
 
 
-def noxfile_tables() -> tuple[dict[str, Any], tuple[str, ...]]:
-    """BACKENDS and GPU from noxfile.py, read without importing nox."""
+def noxfile_tables() -> tuple[dict[str, Any], tuple[str, ...], tuple[str, ...]]:
+    """BACKENDS, GPU and PARTIAL from noxfile.py, read without importing nox."""
     tree = ast.parse((ROOT / "noxfile.py").read_text(encoding="utf-8"))
     found: dict[str, Any] = {}
     for node in tree.body:
         target = node.targets[0] if isinstance(node, ast.Assign) and len(node.targets) == 1 else None
-        if isinstance(target, ast.Name) and target.id in ("BACKENDS", "GPU"):
+        if isinstance(target, ast.Name) and target.id in ("BACKENDS", "GPU", "PARTIAL"):
             found[target.id] = ast.literal_eval(node.value)
-    return found["BACKENDS"], found["GPU"]
+    return found["BACKENDS"], found["GPU"], found["PARTIAL"]

@@ -120,6 +120,50 @@ def _cupy_device(module: Any, variant: str, exact: bool) -> Device:
     return module.cuda.Device()
 
 
+def _info_device(module: Any, variant: str, exact: bool) -> Device:
+    # ndonnx arrays carry a device object of their own: the one its namespace reports.
+    return module.__array_namespace_info__().default_device()
+
+
+# -- how to make a library's namespace fit what xaffine calls through it ----------------
+
+
+def _as_is(xp: Namespace) -> Namespace:
+    return xp
+
+
+class _SparseNamespace(type(os)):  # type: ignore[misc]
+    """pydata/sparse's namespace, for sparse arrays with NumPy operands.
+
+    A sparse array times a dense NumPy one is a dense NumPy array, which the math then
+    reshapes through the namespace; ``sparse.reshape`` of a NumPy array fails (it calls
+    ``ndarray.reshape(shape=...)``), so NumPy arrays are reshaped by NumPy.
+    """
+
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw.__name__, raw.__doc__)
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "float16":
+            # pydata/sparse has no float16 matrix product of two sparse arrays.
+            msg = "pydata/sparse has no float16 matrix product"
+            raise AttributeError(msg)
+        return getattr(self._raw, name)
+
+    # It stands for the library's own namespace: equal to it (array_namespace(x) == xp holds).
+    def __eq__(self, other: object) -> bool:
+        return other is self or other is self._raw
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
+
+    def reshape(self, x: Array, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Array:
+        if isinstance(x, np.ndarray):
+            return np.reshape(x, shape, copy=copy)
+        return self._raw.reshape(x, shape, copy=copy)
+
+
 # -- how to wait for a result's device work -------------------------------------------
 
 
@@ -195,6 +239,16 @@ def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     return torch.addmm(c, a, b)
 
 
+def _ndonnx_host(a: Any) -> np.ndarray[Any, Any]:
+    # np.asarray would make an object array holding the ndonnx array.
+    return np.asarray(a.unwrap_numpy())
+
+
+def _sparse_host(a: Any) -> np.ndarray[Any, Any]:
+    # pydata/sparse refuses np.asarray (no implicit densifying); densify on request.
+    return np.asarray(a.todense()) if hasattr(a, "todense") else np.asarray(a)
+
+
 @dataclass(frozen=True)
 class Backend:
     """One array library on one kind of device: one row of the table.
@@ -231,6 +285,9 @@ class Backend:
     """Whether the library takes NumPy operands beside its own arrays (Dask and JAX do)."""
     jax_x64_hint: bool = False
     testing_only: bool = False
+    partial: bool = False
+    """Whether the library's Array API support falls short of the whole suite: the commands
+    and the default test matrix use it only when it is named."""
     matmul: Callable[[Any, Any], Any] = operator.matmul
     """The product of two matrices, ``a @ b``. NumPy's is ``np.dot``: for matrices the same
     BLAS product without matmul's ufunc dispatch, which dominates at small sizes."""
@@ -240,6 +297,8 @@ class Backend:
     """``sum(a, axis=0, dtype=dtype)`` of a matrix; None: the namespace's ``sum``."""
     in_place: bool | None = None
     """Whether a freshly computed array may be written in place; None: ask array-api-compat."""
+    adapt: Callable[[Namespace], Namespace] = _as_is
+    """Fits the library's namespace to xaffine's calls where the library falls short."""
 
     @property
     def variant(self) -> str:
@@ -390,6 +449,29 @@ BACKENDS: tuple[Backend, ...] = (
         host=_cupy_host,
         gpu=True,
     ),
+    Backend(
+        "ndonnx",
+        "ndonnx",
+        "ndonnx",
+        ("ndonnx", "onnxruntime"),
+        "pip install 'xaffine[onnx]'",
+        "ndonnx",
+        device=_info_device,
+        host=_ndonnx_host,
+        partial=True,
+    ),
+    Backend(
+        "sparse",
+        "sparse",
+        "sparse",
+        ("sparse",),
+        "pip install 'xaffine[sparse]'",
+        "sparse",
+        host=_sparse_host,
+        takes_numpy=True,
+        adapt=_SparseNamespace,
+        partial=True,
+    ),
 )
 _BY_NAME = {b.name: b for b in BACKENDS}
 # The first row of each library stands for it (its default device).
@@ -463,6 +545,9 @@ def namespace(module: str) -> Namespace:
         xp = _import(f"array_api_compat.{module}")
     else:
         xp = raw
+    row = _BY_MODULE.get(module)
+    if row is not None:
+        xp = row.adapt(xp)
     _NAMESPACES[module] = xp
     return xp
 

@@ -150,16 +150,19 @@ def _lost(weight: Any, values: Sequence[Any], moved: Any, xp: Namespace) -> Any:
 
 
 def _evaluate(scalars: list[Any], xp: Namespace, device: Any) -> np.ndarray[Any, Any]:
-    """Compute a list of 0-d arrays and numbers on the host in one go."""
+    """Compute a list of 0-d arrays and numbers on the host in one go.
+
+    Complex128 only where a value is complex: some libraries (ndonnx) have no complex dtypes.
+    """
+    complex_ = any(isinstance(s, complex) if is_number(s) else _is_complex(s, xp) for s in scalars)
+    wide = xp.complex128 if complex_ else xp.float64
     arrays = [
-        xp.asarray(s, dtype=xp.complex128, device=device)
-        if is_number(s)
-        else xp.astype(xp.reshape(s, ()), xp.complex128)
+        xp.asarray(s, dtype=wide, device=device) if is_number(s) else xp.astype(xp.reshape(s, ()), wide)
         for s in scalars
     ]
     if not arrays:
         return np.zeros(0, dtype=complex)
-    return to_numpy(xp.stack(arrays))
+    return to_numpy(xp.stack(arrays)).astype(complex)
 
 
 def _check_structure(grads: Any, args: Sequence[Any], names: Sequence[str] | None, xp: Namespace) -> None:

@@ -11,13 +11,13 @@ import sys
 from collections.abc import Sequence
 
 from .._backends import BackendUnavailable
-from . import bench, check, demo, info
+from . import bench, check, demo, export, info
 from ._shared import Parser
 
 __all__ = ["COMMANDS", "main"]
 
 # The subcommands, in the order `xaffine --help` lists them.
-COMMANDS = (check, info, demo, bench)
+COMMANDS = (check, info, demo, bench, export)
 
 
 def parser() -> Parser:

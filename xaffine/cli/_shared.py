@@ -127,8 +127,8 @@ def output_path(text: str) -> str:
 
 
 def user_backends() -> list[Backend]:
-    """The backends the commands report by default (the test-only variants left out)."""
-    return [b for b in BACKENDS if not b.testing_only]
+    """The backends the commands report by default (test-only variants and partial libraries left out)."""
+    return [b for b in BACKENDS if not (b.testing_only or b.partial)]
 
 
 def host_inputs(lead: Sequence[int], k: int, n: int, dtype: str, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:

@@ -1,0 +1,228 @@
+"""ONNX models of the layer, traced through ndonnx from the same code every backend runs.
+
+:func:`export` builds the graph by calling :func:`xaffine.affine` (and, for the backward
+model, :func:`xaffine.affine_backward`) on symbolic ndonnx arrays; ndonnx records each
+Array API call as ONNX operators. Needs the ``onnx`` extra: ``pip install 'xaffine[onnx]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._atomic import replacing
+from ._backends import to_numpy
+from ._core import affine, affine_backward
+from ._layer import Affine
+
+__all__ = ["OPSET", "backward_path", "export"]
+
+OPSET = 21
+"""The ``ai.onnx`` opset of the exported models (the one ndonnx emits)."""
+
+_DTYPES = ("float16", "float32", "float64")
+
+
+def backward_path(path: str | os.PathLike[str]) -> str:
+    """Where :func:`export` writes the backward model: ``model.onnx`` -> ``model.backward.onnx``."""
+    name = os.fspath(path)
+    stem, suffix = os.path.splitext(name)
+    return f"{stem}.backward{suffix or '.onnx'}"
+
+
+def export(
+    layer_or_params: Affine | Mapping[str, Any],
+    path: str | os.PathLike[str],
+    *,
+    backward: bool = False,
+    batch: str | int | Sequence[str | int] = "N",
+) -> list[str]:
+    """Write an ONNX model of the layer's forward pass (and with `backward`, of its gradients).
+
+    Parameters
+    ----------
+    layer_or_params : Affine or mapping
+        A layer, or its parameters: ``{"weight": ..., "bias": ...}`` (``"bias"`` optional),
+        arrays of any backend. A 1-D weight (one output) takes a 0-d bias.
+    path : str or path
+        The model file, replaced atomically.
+    backward : bool, default False
+        Also write the backward model, at :func:`backward_path` of `path`.
+    batch : str, int or sequence of them, default "N"
+        The leading axes of ``x``: a name is a symbolic (any-size) axis, an int a fixed
+        size. ``("B", "T")`` takes ``x`` of shape ``(B, T, in_features)``; ``()`` a 1-D ``x``.
+
+    Returns
+    -------
+    list of str
+        The files written: `path`, then the backward model's.
+
+    Raises
+    ------
+    ImportError
+        Without ndonnx and onnx installed.
+    TypeError
+        For parameters of a dtype ONNX models are not exported in (complex, bfloat16),
+        or a `batch` that is not names and sizes.
+    ValueError
+        For parameters of the wrong shapes, or a repeated axis name in `batch`.
+
+    Notes
+    -----
+    The models use the default ONNX domain at opset :data:`OPSET` and the parameters'
+    dtype (float16, float32 or float64). Names, with ``...`` the axes of `batch`:
+
+    Forward model (`path`)
+        input ``x`` ``(..., in_features)``; output ``out`` ``(..., out_features)`` (``(...)``
+        for a 1-D weight). Without `backward` the parameters are constants of the graph;
+        with it they are also inputs, ``weight`` and ``bias``, whose initializers hold the
+        layer's values, so that a training loop can feed the updated ones.
+    Backward model (:func:`backward_path`)
+        inputs ``grad`` (``dA``, the output's shape) and ``x``, and ``weight`` (default: the
+        layer's); outputs ``grad_x`` (``dX = dA conj(W)``), ``grad_weight``
+        (``dW = dA^T conj(X)``) and, with a bias, ``grad_bias`` (``db = sum(dA)``).
+
+    Examples
+    --------
+    >>> import os, tempfile, numpy as np, pytest
+    >>> onnxruntime = pytest.importorskip("onnxruntime")  # and ndonnx: pip install 'xaffine[onnx]'
+    >>> _ = pytest.importorskip("ndonnx")
+    >>> from xaffine import Affine
+    >>> from xaffine.onnx import export
+    >>> layer = Affine(3, 2, xp="numpy", seed=0)
+    >>> path = os.path.join(tempfile.mkdtemp(), "layer.onnx")
+    >>> export(layer, path) == [path]
+    True
+    >>> session = onnxruntime.InferenceSession(path)
+    >>> x = np.ones((5, 3), dtype=np.float32)
+    >>> (out,) = session.run(["out"], {"x": x})
+    >>> bool(np.allclose(out, layer(x)))
+    True
+    """
+    weight, bias = _params(layer_or_params)
+    lead = _leading(batch)
+    import ndonnx as ndx
+    import onnx
+
+    models = [("forward", path)] + ([("backward", backward_path(path))] if backward else [])
+    written = []
+    for kind, target in models:
+        model = _build(ndx, kind, weight, bias, lead, inputs=backward)
+        onnx.checker.check_model(model)
+        name = os.fspath(target)
+        with replacing(name) as f:
+            f.write(model.SerializeToString())
+        written.append(name)
+    return written
+
+
+def _params(given: Affine | Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
+    state = given.state_dict() if isinstance(given, Affine) else given
+    if not isinstance(state, Mapping) or "weight" not in state:
+        msg = f"`layer_or_params` must be an Affine or a mapping with 'weight' (and 'bias'); got {type(given).__name__}"
+        raise TypeError(msg)
+    unknown = set(state) - {"weight", "bias"}
+    if unknown:
+        msg = f"`layer_or_params` has unknown key {sorted(unknown)[0]!r}; expected 'weight' and 'bias'"
+        raise ValueError(msg)
+    weight = to_numpy(state["weight"])
+    bias = None if state.get("bias") is None else to_numpy(state["bias"])
+    if weight.dtype.name not in _DTYPES:
+        msg = f"`weight` has dtype {weight.dtype}; ONNX models are exported in {', '.join(_DTYPES)}"
+        raise TypeError(msg)
+    if weight.ndim not in (1, 2):
+        msg = f"`weight` must be 2-D (out_features, in_features) or 1-D (in_features,); got shape {weight.shape}"
+        raise ValueError(msg)
+    if bias is not None:
+        if bias.dtype != weight.dtype:
+            msg = f"`bias` has dtype {bias.dtype} but `weight` {weight.dtype}; they must share one"
+            raise TypeError(msg)
+        if bias.shape != weight.shape[:-1]:
+            msg = f"`bias` must have shape {weight.shape[:-1]} for a weight of shape {weight.shape}; got {bias.shape}"
+            raise ValueError(msg)
+    return weight, bias
+
+
+def _leading(batch: object) -> tuple[str | int, ...]:
+    axes = (batch,) if isinstance(batch, str | int) else batch
+    if not isinstance(axes, Sequence) or not all(
+        isinstance(a, str | int) and not isinstance(a, bool) and (not isinstance(a, int) or a >= 0) for a in axes
+    ):
+        msg = f"`batch` must be an axis name, a size, or a sequence of them; got {batch!r}"
+        raise TypeError(msg)
+    names = [a for a in axes if isinstance(a, str)]
+    if len(set(names)) != len(names):
+        msg = f"`batch` names an axis twice: {batch!r}"
+        raise ValueError(msg)
+    return tuple(axes)
+
+
+def _build(
+    ndx: Any,
+    kind: str,
+    weight: np.ndarray[Any, Any],
+    bias: np.ndarray[Any, Any] | None,
+    lead: tuple[str | int, ...],
+    *,
+    inputs: bool,
+) -> Any:
+    """One model: the forward pass or the gradients, traced from xaffine's own functions."""
+    import onnx
+
+    dtype = getattr(ndx, weight.dtype.name)
+    n_in = weight.shape[-1]
+    out_tail = weight.shape[:-1]
+    x = ndx.argument(shape=(*lead, n_in), dtype=dtype)
+    if inputs:
+        w = ndx.argument(shape=weight.shape, dtype=dtype)
+        b = None if bias is None else ndx.argument(shape=bias.shape, dtype=dtype)
+        params = {"weight": w} if b is None else {"weight": w, "bias": b}
+    else:
+        w, b, params = ndx.asarray(weight), None if bias is None else ndx.asarray(bias), {}
+    # Leading axes of unknown size are flattened here: the math flattens only known sizes.
+    flat = len(lead) > 1 and not all(isinstance(a, int) for a in lead)
+    rows = ndx.reshape(x, (-1, n_in)) if flat else x
+    if kind == "forward":
+        out = affine(rows, w, b)
+        if flat:
+            out = ndx.reshape(out, _shape(ndx, x, out_tail))
+        model = ndx.build({"x": x, **params}, {"out": out}, drop_unused=False)
+        _name_axes(model.graph.output[0], (*lead, *out_tail))
+    else:
+        grad = ndx.argument(shape=(*lead, *out_tail), dtype=dtype)
+        g = ndx.reshape(grad, (-1, *out_tail)) if flat else grad
+        grads = affine_backward(g, rows, w, b)
+        dx = ndx.reshape(grads.x, x.dynamic_shape) if flat else grads.x
+        outputs = {"grad_x": dx, "grad_weight": grads.weight}
+        if grads.bias is not None:
+            outputs["grad_bias"] = grads.bias
+        model = ndx.build({"grad": grad, "x": x, **params}, outputs, drop_unused=True)
+        _name_axes(model.graph.output[0], (*lead, n_in))
+    # The graph's inputs in the documented order (the tracer's order is not fixed).
+    order = ("grad", "x", "weight", "bias")
+    ordered = sorted(model.graph.input, key=lambda i: order.index(i.name))
+    del model.graph.input[:]
+    model.graph.input.extend(ordered)
+    if inputs:
+        kept = {i.name for i in model.graph.input}
+        values = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
+        model.graph.initializer.extend(onnx.numpy_helper.from_array(v, k) for k, v in values.items() if k in kept)
+    return model
+
+
+def _shape(ndx: Any, x: Any, tail: tuple[int, ...]) -> Any:
+    """``x.shape[:-1] + tail`` as a shape the graph computes at run time."""
+    return ndx.concat([x.dynamic_shape[:-1], ndx.asarray(list(tail), dtype=ndx.int64)])
+
+
+def _name_axes(value: Any, shape: tuple[str | int, ...]) -> None:
+    """Give an output the symbolic axis names that a run-time reshape lost."""
+    dims = value.type.tensor_type.shape.dim
+    for dim, size in zip(dims, shape, strict=True):
+        if isinstance(size, str):
+            dim.dim_param = size
+        else:
+            dim.dim_value = size
