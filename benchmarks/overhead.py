@@ -35,14 +35,7 @@ from typing import Any
 
 import numpy as np
 
-SHAPES: dict[str, tuple[tuple[int, ...], int, int]] = {
-    "single": ((1,), 64, 64),
-    "small": ((32,), 128, 128),
-    "medium": ((256,), 1024, 1024),
-    "large": ((2048,), 2048, 2048),
-    "seq": ((8, 512), 768, 768),
-}
-
+from xaffine.cli.bench import SHAPES
 
 # The clock: wall time, or this process's CPU time, which leaves out the time other
 # processes hold the cores (on a shared machine), but counts every thread of this one.
