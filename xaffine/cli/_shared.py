@@ -47,26 +47,24 @@ class Parser(argparse.ArgumentParser):
 # -- option types: each turns the text into a value or says what is wrong ---------------
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        msg = f"must be a positive integer; got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+def _integer_from(minimum: int, what: str) -> Callable[[str], int]:
+    """An option type: an integer of at least `minimum`, refused as `what` otherwise."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            msg = f"must be {what}; got {text!r}"
+            raise argparse.ArgumentTypeError(msg)
+        return value
+
+    return parse
 
 
-def non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if value < 0:
-        msg = f"must be a non-negative integer; got {text!r}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+positive_int = _integer_from(1, "a positive integer")
+non_negative_int = _integer_from(0, "a non-negative integer")
 
 
 def positive_float(text: str) -> float:
