@@ -35,8 +35,8 @@
 # `xaffine check` on numpy,torch,jax: 45 s; the CPU bench of the four named shapes on
 # numpy,torch (float32, float64, 3 rounds) ran past 90 s here; 512x512x512 float32: 28 s.
 #
-# Dry runs here (no GPU): `OUT=/tmp/gpu-dry PYTHON=/work/venv/bin/python bash
-# benchmarks/gpu_check.sh /work/shared/wheels` prints one "no usable GPU (reason)" line per
+# Dry runs here (no GPU): `OUT=/tmp/gpu-dry PYTHON=.venv/bin/python bash
+# benchmarks/gpu_check.sh ../shared/wheels` prints one "no usable GPU (reason)" line per
 # step and backend and finishes in about 20 s; the rehearsal with CPU backends,
 # `GPU_BACKENDS=numpy,torch,jax BENCH_BACKENDS=numpy,torch BIG_SHAPE=512x512x512 ROUNDS=3`,
 # exercised every step end to end in 7 min 57 s of a loaded 2-core CPU: numpy whole suite
@@ -47,7 +47,7 @@
 #
 # Wheels (Python 3.12 machine without network; CuPy, torch, JAX, numpy, pytest and
 # hypothesis are there already): copy the three py3-none-any wheels from
-# /work/shared/wheels into the ignored folder .whl/ of the checkout:
+# ../shared/wheels into the ignored folder .whl/ of the checkout:
 #   array_api_compat-1.16.0-py3-none-any.whl
 #   array_api_extra-0.11.5-py3-none-any.whl
 #   array_api_strict-2.6.1-py3-none-any.whl
