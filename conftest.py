@@ -2,9 +2,8 @@
 
 Selection: ``--backends`` (overrides) or the ``XAFFINE_BACKENDS`` environment variable,
 a comma list of names from ``xaffine._backends.BACKENDS``. Unset (or ``auto``): every
-backend but the partial ones (``Backend.partial``: ndonnx, sparse), those that cannot run
-here skipped with the reason. A list, or ``all``: those backends must run, and the run fails
-at start-up if one cannot.
+backend, those that cannot run here skipped with the reason. A list, or ``all``: those
+backends must run, and the run fails at start-up if one cannot.
 """
 
 from __future__ import annotations
@@ -45,8 +44,7 @@ def pytest_configure(config: pytest.Config) -> None:
     raw = config.getoption("--backends") or os.environ.get(ENV, "")
     raw = raw.strip()
     explicit = raw not in ("", "auto")
-    # Libraries that fall short of the whole suite (Backend.partial) run only when named.
-    names = [b.name for b in BACKENDS if not b.partial] if raw in ("", "auto", "all") else raw.split(",")
+    names = [b.name for b in BACKENDS] if raw in ("", "auto", "all") else raw.split(",")
     loaded: dict[str, Any] = {}
     for name in names:
         try:

@@ -23,24 +23,21 @@ nox.options.default_venv_backend = "uv|virtualenv"
 
 # backend session -> (what it installs besides .[test], the XAFFINE_BACKENDS it must run)
 BACKENDS = {
-    # ONNX export and sparse inputs are tested here, on NumPy parameters.
-    "numpy": (["-e", ".[onnx,sparse]"], "numpy,numpy:readonly"),
+    "numpy": ([], "numpy,numpy:readonly"),
     "array_api_strict": ([], "array_api_strict,array_api_strict:device1"),
     # The CPU build, which installs quickly (see _torch_cpu_source); a GPU host installs its CUDA build below.
     "torch": (["torch==2.13.0"], "torch"),
     "jax": (["jax"], "jax"),
     "dask": (["dask[array]", "distributed"], "dask"),
     "cupy": (["cupy-cuda12x"], "cupy"),
-    "ndonnx": (["ndonnx", "onnx", "onnxruntime"], "ndonnx"),
-    "sparse": (["sparse"], "sparse"),
+    # Also the ONNX export tests (tests/test_onnx.py), and sparse inputs with NumPy parameters.
+    "ndonnx": (["-e", ".[onnx]"], "ndonnx"),
+    "sparse": (["-e", ".[sparse]"], "sparse"),
     "torch-cuda": (["torch"], "torch:cuda"),
     "jax-gpu": (["jax[cuda12]"], "jax:gpu"),
 }
 GPU = ("cupy", "torch-cuda", "jax-gpu")
-# Libraries whose Array API support falls short of the whole suite today (CHANGELOG.md says
-# where): their sessions run on request (`nox -t partial`), not in the default matrix.
-PARTIAL = ("ndonnx", "sparse")
-CPU_SESSIONS = tuple(f"tests({name})" for name in BACKENDS if name not in GPU + PARTIAL)
+CPU_SESSIONS = tuple(f"tests({name})" for name in BACKENDS if name not in GPU)
 TORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 # The subset the build session runs against the installed wheel.
 WHEEL_TESTS = ("test_public_api.py", "test_core.py", "test_layer.py", "test_io.py", "test_testing.py")
@@ -85,10 +82,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 @nox.parametrize(
     "backend",
-    [
-        nox.param(name, id=name, tags=["gpu" if name in GPU else "partial" if name in PARTIAL else "cpu"])
-        for name in BACKENDS
-    ],
+    [nox.param(name, id=name, tags=["gpu" if name in GPU else "cpu"]) for name in BACKENDS],
 )
 def tests(session: nox.Session, backend: str) -> None:
     """The whole suite on one backend, which must run (it fails if it cannot)."""

@@ -155,7 +155,14 @@ def test_inputs_are_never_modified(xp, backend):
 def test_nan_and_inf_propagate(xp, backend, special):
     x = np.ones((3, 4))
     x[1, 2] = special
-    out = affine(backend.asarray(x), backend.asarray(np.ones((2, 4))), backend.asarray(np.zeros(2)))
+    args = backend.asarray(x), backend.asarray(np.ones((2, 4))), backend.asarray(np.zeros(2))
+    if backend.name == "sparse" and np.isnan(special):
+        # pydata/sparse warns that a NaN meets no implicit zero of the other sparse operand
+        # (here every element is stored, so the NaN still propagates; see docs/onnx-sparse.md).
+        with pytest.warns(RuntimeWarning, match="Nan will not be propagated"):
+            out = affine(*args)
+    else:
+        out = affine(*args)
     result = _host(out)
     assert np.all(np.isfinite(result[[0, 2]]))
     assert np.all(np.isnan(result[1]) if np.isnan(special) else np.isinf(result[1]))

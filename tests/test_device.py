@@ -7,7 +7,8 @@ host is made to raise :class:`HostTransfer`: xaffine's own ``to_numpy``; ``Tenso
 device-to-host transfer guard (a CPU JAX array also lends its host buffer to ``np.asarray``
 without any transfer; on a GPU that path goes through ``__array__``); ``cupy.asnumpy``
 (CuPy itself refuses implicit conversion; its ``ndarray`` type cannot be patched);
-``__array__`` and ``__dlpack__`` on array_api_strict; any Dask compute. NumPy arrays are on
+``__array__`` and ``__dlpack__`` on array_api_strict; any Dask compute; densifying a
+pydata/sparse array; unwrapping an ndonnx array's value. NumPy arrays are on
 the host already: there only ``to_numpy`` is guarded. ``test_a_planted_copy_is_caught``
 proves the guard fails when a copy happens.
 """
@@ -76,7 +77,16 @@ def no_host_copies(backend: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
             import dask
 
             stack.enter_context(dask.config.set(scheduler=_refuse("dask compute")))
+        elif library in _HOST_METHOD:
+            name = _HOST_METHOD[library]
+            m.setattr(type(backend.asarray(np.zeros(1))), name, _refuse(f"{library} {name}"))
         yield
+
+
+# Libraries on the host whose arrays still have a copy worth refusing: pydata/sparse's
+# densifying (xaffine must never densify a sparse input) and ndonnx's unwrapping of its
+# eager values (an array traced into an ONNX graph has no value to unwrap).
+_HOST_METHOD = {"sparse": "todense", "ndonnx": "unwrap_numpy"}
 
 
 def _native_copy(backend: Any, a: Any) -> Any:
@@ -96,6 +106,8 @@ def _native_copy(backend: Any, a: Any) -> Any:
         return jax.device_get(a)
     if library == "numpy":
         return xaffine._backends.to_numpy(a)
+    if library in _HOST_METHOD:
+        return getattr(a, _HOST_METHOD[library])()
     return np.from_dlpack(a)  # array_api_strict: works on its second device too
 
 

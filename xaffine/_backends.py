@@ -163,6 +163,17 @@ class _SparseNamespace(type(os)):  # type: ignore[misc]
             return np.reshape(x, shape, copy=copy)
         return self._raw.reshape(x, shape, copy=copy)
 
+    def stack(self, arrays: Any, /, *, axis: int = 0) -> Array:
+        # pydata/sparse stacks only arrays with one fill value; a reduction's 0-d result
+        # holds its value as the fill value, so stacking two sums fails. Such arrays are
+        # stacked dense (a stack of 0-d arrays is as small as the list of them).
+        arrays = list(arrays)
+        if not any(isinstance(a, np.ndarray) for a in arrays):
+            with contextlib.suppress(ValueError):  # fill values differ
+                return self._raw.stack(arrays, axis=axis)
+        dense = np.stack([_sparse_host(a) for a in arrays], axis=axis)
+        return self._raw.asarray(dense)
+
 
 # -- how to wait for a result's device work -------------------------------------------
 
@@ -237,7 +248,15 @@ def _numpy_row_sum(a: Any, dtype: Any) -> Any:
 
 
 def _torch_row_sum(a: Any, dtype: Any) -> Any:
-    return a.sum(0, dtype=dtype)
+    # Passing dtype=None costs torch's argument parser about 0.4 us more than leaving it out.
+    return a.sum(0) if dtype is None else a.sum(0, dtype=dtype)
+
+
+def _torch_matmul(a: Any, b: Any) -> Any:
+    # torch.mm skips matmul's shape dispatch (about 1.3 us of a 1x64 by 64x64 product).
+    import torch
+
+    return torch.mm(a, b)
 
 
 def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
@@ -245,6 +264,20 @@ def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     import torch
 
     return torch.addmm(c, a, b)
+
+
+def _ndonnx_matmul(a: Any, b: Any) -> Any:
+    # ndonnx's matmul wraps each product in an ONNX If-subgraph (working around an
+    # onnxruntime bug with zero-sized inputs) and builds it anew at every call: 0.2-0.3 s
+    # per eager product. Where every dimension is known and non-zero, tensordot's single
+    # Einsum node does the same product (as fast in onnxruntime); elsewhere (a symbolic
+    # batch axis, a zero-sized one) the guarded matmul stays: onnxruntime 1.23's Einsum
+    # crashes on a zero-sized input.
+    if all(isinstance(d, int) and d > 0 for d in (*a.shape, *b.shape)):
+        import ndonnx
+
+        return ndonnx.tensordot(a, b, axes=1)
+    return a @ b
 
 
 def _ndonnx_host(a: Any) -> np.ndarray[Any, Any]:
@@ -293,9 +326,6 @@ class Backend:
     """Whether the library takes NumPy operands beside its own arrays (Dask and JAX do)."""
     jax_x64_hint: bool = False
     testing_only: bool = False
-    partial: bool = False
-    """Whether the library's Array API support falls short of the whole suite: the commands
-    and the default test matrix use it only when it is named."""
     matmul: Callable[[Any, Any], Any] = operator.matmul
     """The product of two matrices, ``a @ b``. NumPy's takes ``np.dot`` for small products: the
     same BLAS product without matmul's ufunc dispatch, which dominates at small sizes."""
@@ -361,6 +391,7 @@ _TORCH = Backend(
     "torch",
     device=_torch_device,
     host=_torch_host,
+    matmul=_torch_matmul,
     matmul_add=_torch_matmul_add,
     row_sum=_torch_row_sum,
     in_place=True,
@@ -429,7 +460,7 @@ BACKENDS: tuple[Backend, ...] = (
         "ndonnx",
         device=_info_device,
         host=_ndonnx_host,
-        partial=True,
+        matmul=_ndonnx_matmul,
     ),
     Backend(
         "sparse",
@@ -441,7 +472,6 @@ BACKENDS: tuple[Backend, ...] = (
         host=_sparse_host,
         takes_numpy=True,
         adapt=_SparseNamespace,
-        partial=True,
     ),
 )
 _BY_NAME = {b.name: b for b in BACKENDS}

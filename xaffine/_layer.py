@@ -366,8 +366,9 @@ class Affine:
 
 
 @functools.cache
+@functools.lru_cache(maxsize=64)
 def _wanted(input_grad: bool, has_bias: bool, frozen: frozenset[str]) -> frozenset[str]:
-    """The gradients a layer's backward asks for."""
+    """The gradients a layer's backward asks for (a handful of combinations, each built once)."""
     names = {"weight", "bias"} if has_bias else {"weight"}
     return frozenset((names - frozen) | ({"x"} if input_grad else set()))
 

@@ -185,6 +185,11 @@ def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tupl
     return _kind_of(main, main_name, given), guests
 
 
+def namespace_of(arrays: list[tuple[Array, str]]) -> Namespace:
+    """The namespace xaffine computes `arrays` (pairs of an array and its name) with."""
+    return _namespace(arrays, None)[0].xp
+
+
 def _given(xp: Any) -> Namespace | None:
     return None if xp is None else resolve(xp)[1]
 

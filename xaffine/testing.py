@@ -37,7 +37,7 @@ import numpy as np
 
 from ._backends import to_numpy
 from ._typing import Array, Namespace
-from ._validate import is_number
+from ._validate import is_number, namespace_of
 
 __all__ = ["check_adjoint", "check_vjp"]
 
@@ -58,7 +58,9 @@ def _namespace(args: Sequence[Any]) -> Namespace:
     if not arrays:
         msg = "`args` must hold at least one array"
         raise TypeError(msg)
-    return array_api_compat.array_namespace(*arrays)
+    # The layer's own rule: the library's namespace (adapted where xaffine adapts it), and
+    # NumPy arrays beside a library that takes NumPy operands follow that library.
+    return namespace_of([(a, "args") for a in arrays])
 
 
 def _is_complex(a: Any, xp: Namespace) -> bool:

@@ -20,6 +20,7 @@ __all__ = [
     "Parser",
     "Progress",
     "backend_list",
+    "device_name",
     "dtype_list",
     "host_inputs",
     "human_stream",
@@ -35,6 +36,14 @@ __all__ = [
 # The dtypes the commands take: those NumPy holds, so the float64 reference and the
 # seeded host data exist for each.
 DTYPES = HOST_DTYPES  # checked against a float64 NumPy reference, so those NumPy holds
+
+
+def device_name(device: Any) -> str:
+    """A device as the tables show it; a device object without a name of its own (ndonnx's) by its library."""
+    text = str(device)
+    if text == object.__repr__(device):
+        return f"{type(device).__module__.partition('.')[0]} default"
+    return text
 
 
 class Parser(argparse.ArgumentParser):
@@ -125,8 +134,8 @@ def output_path(text: str) -> str:
 
 
 def user_backends() -> list[Backend]:
-    """The backends the commands report by default (test-only variants and partial libraries left out)."""
-    return [b for b in BACKENDS if not (b.testing_only or b.partial)]
+    """The backends the commands report by default (test-only variants left out)."""
+    return [b for b in BACKENDS if not b.testing_only]
 
 
 def host_inputs(lead: Sequence[int], k: int, n: int, dtype: str, seed: int = 0) -> dict[str, np.ndarray[Any, Any]]:

@@ -34,6 +34,7 @@ from ._shared import (
     DTYPES,
     Progress,
     backend_list,
+    device_name,
     dtype_list,
     host_inputs,
     human_stream,
@@ -254,7 +255,7 @@ def bench(
                 host = host_inputs(lead, k, n, dtype, seed)
                 variants = _variants(row, xp, device, host, lead, with_torch, jax)
                 result = BenchResult(
-                    row.name, str(device), dtype, shape_name, [*lead, k, n], 6 * math.prod(lead) * k * n
+                    row.name, device_name(device), dtype, shape_name, [*lead, k, n], 6 * math.prod(lead) * k * n
                 )
                 samples = round_robin(variants, rounds=rounds, min_time=min_time)
                 result.times = {key: statistics.median(v) for key, v in samples.items()}

@@ -19,6 +19,7 @@ from ._shared import (
     DTYPES,
     Progress,
     backend_list,
+    device_name,
     dtype_list,
     host_inputs,
     human_stream,
@@ -91,7 +92,7 @@ def _jvp(t: Any, x: Any, w: Any, b: Any) -> Any:
 
 
 def _check_one(backend: Backend, xp: Any, device: Any, dtype: str) -> CheckResult:
-    result = CheckResult(backend.name, str(device), dtype)
+    result = CheckResult(backend.name, device_name(device), dtype)
     host = host_inputs(LEAD, K, N, dtype)
     x, w, b, g = (xp.asarray(host[k], device=device) for k in ("x", "w", "b", "g"))
     out, vjp = affine_vjp(x, w, b)

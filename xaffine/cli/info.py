@@ -10,7 +10,7 @@ from typing import Any
 
 from .. import __version__
 from .._backends import BackendUnavailable, default_backend
-from ._shared import table, user_backends
+from ._shared import device_name, table, user_backends
 
 __all__ = ["add_parser", "run"]
 
@@ -43,13 +43,13 @@ def run(args: argparse.Namespace) -> int:
         except BackendUnavailable as exc:
             rows.append([backend.name, _version(backend.distributions), "-", f"{exc.kind}: {exc.reason}"])
         else:
-            rows.append([backend.name, _version(backend.distributions), str(device), "usable"])
+            rows.append([backend.name, _version(backend.distributions), device_name(device), "usable"])
     print(table(rows))
     try:
         choice = default_backend()
     except ValueError as exc:
         print(f"\ndefault backend: none ({exc})")
         return 1
-    print(f"\ndefault backend: {choice.name} on {choice.device} ({choice.reason})")
+    print(f"\ndefault backend: {choice.name} on {device_name(choice.device)} ({choice.reason})")
     print("rule: CuPy when a CUDA GPU is usable, otherwise NumPy; XAFFINE_BACKEND=<name> overrides it")
     return 0
