@@ -111,6 +111,7 @@ def hand_written(lib: Lib) -> Callable[..., Any]:
 def variants(lib: Lib, x: Any, w: Any, b: Any, g: Any, jit: bool) -> dict[str, Callable[[], Any]]:
     """Zero-argument callables, one per way of computing forward + backward."""
     from xaffine import Affine, affine, affine_backward, affine_vjp
+    from xaffine._backends import dtype_name
 
     hand = hand_written(lib)
 
@@ -127,7 +128,7 @@ def variants(lib: Lib, x: Any, w: Any, b: Any, g: Any, jit: bool) -> dict[str, C
 
         fns = {"hand-written": jax.jit(hand), "affine+backward": jax.jit(pair), "affine_vjp+vjp": jax.jit(vjp)}
         return {k: (lambda f=f: wait(f(x, w, b, g))) for k, f in fns.items()}
-    layer = Affine(w.shape[1], w.shape[0], xp=lib.name, dtype=str(lib.dtype).rpartition(".")[2])
+    layer = Affine(w.shape[1], w.shape[0], xp=lib.name, dtype=dtype_name(lib.dtype))
     layer.weight, layer.bias = w, b
 
     def layer_step() -> Any:

@@ -262,6 +262,19 @@ def test_float16_bias_gradient_accumulates_in_float32(backend):
     assert layer.grads["bias"].dtype == backend.xp.float16
 
 
+def test_float16_weight_gradient_accumulates_in_float32(backend):
+    """dW of 8192 ones is 8192 in float16, as the docs say each CPU library's product accumulates."""
+    if not backend.has("float16"):
+        pytest.skip(f"{backend.name} has no float16")
+    if backend.row.gpu:
+        pytest.skip("GPU libraries choose their own accumulation (cuBLAS); the docs claim this on the CPU only")
+    layer = make(backend, 3, 2, dtype="float16", seed=0)
+    layer(backend.asarray(np.ones((8192, 3), np.float16)))
+    layer.backward(backend.asarray(np.ones((8192, 2), np.float16)))
+    np.testing.assert_array_equal(to_numpy(layer.grads["weight"]), np.full((2, 3), 8192, np.float16))
+    assert layer.grads["weight"].dtype == backend.xp.float16
+
+
 def test_jax_without_x64_refuses_64_bit_layers():
     """JAX without x64 would silently make float32: the layer says how to enable x64 instead."""
     pytest.importorskip("jax", reason="the x64 rule is JAX's")

@@ -1,0 +1,48 @@
+"""The per-call and 16-bit benchmark scripts run end to end on each library, on tiny settings.
+
+Their figures are measurements for the README, never asserted here; what is asserted is
+that every table row comes out, with numbers in it.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import ROOT
+
+
+def _run(script: str, *args: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        cwd=ROOT,
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+def test_overhead_runs_every_way_of_calling(library):
+    pytest.importorskip(library, reason=f"the benchmark times {library}")
+    out = _run("overhead.py", "--backend", library, "--shapes", "single", "--rounds", "1", "--calls", "5", "--parts")
+    rows = [line for line in out.splitlines() if line.startswith("| single")]
+    # Hand-written and the three ways of calling; under jax.jit (JAX's first table) the
+    # stateful layer object is left out.
+    expected = [3, 4] if library == "jax" else [4]
+    assert [len(re.findall(r"\d+\.\d+ \(\d+\.\d+\)", row)) for row in rows] == expected, out
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch", "jax"])
+def test_low_precision_reports_each_dtype_the_library_has(library):
+    pytest.importorskip(library, reason=f"the benchmark times {library}")
+    out = _run("low_precision.py", "--backends", library, "--shapes", "single", "--rounds", "1", "--min-time", "0.001")
+    dtypes = re.findall(rf"^\| {library} \| single \| (\w+) \| [\d.]+ (?:us|ms) \| [\d.]+ \| [\d.e+-]+ \|$", out, re.M)
+    assert dtypes == (["float16", "float32"] if library == "numpy" else ["float16", "bfloat16", "float32"]), out
