@@ -30,6 +30,7 @@ from xaffine._backends import BackendUnavailable, dtype_name, find_backend, to_n
 from xaffine._reference import backward, forward, inputs
 from xaffine.cli._timing import round_robin
 from xaffine.cli.bench import SHAPES
+from xaffine.cli.check import _relative
 
 DTYPES = ("float16", "bfloat16", "float32")
 
@@ -47,14 +48,10 @@ def _step(library: str) -> Any:
 
 
 def _error(results: Any, args: tuple[Any, ...]) -> float:
-    """The largest relative error of the output and gradients against float64 NumPy."""
+    """The largest relative error of the output and gradients against float64 NumPy (``xaffine check``'s measure)."""
     x, w, b, g = (to_numpy(a).astype(np.float64) for a in args)
     references = (forward(x, w, b), *backward(g, x, w, b))
-    worst = 0.0
-    for got, want in zip(results, references, strict=True):
-        scale = float(np.max(np.abs(want))) or 1.0
-        worst = max(worst, float(np.max(np.abs(to_numpy(got).astype(np.float64) - want))) / scale)
-    return worst
+    return max(_relative(got, want) for got, want in zip(results, references, strict=True))
 
 
 def measure(backend: str, shape: str, rounds: int, min_time: float) -> list[dict[str, Any]]:

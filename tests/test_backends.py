@@ -7,7 +7,8 @@ import pytest
 
 import xaffine
 from tests.helpers import noxfile_tables
-from xaffine._backends import BACKENDS, find_backend, to_numpy
+from xaffine import Affine
+from xaffine._backends import BACKENDS, device_name, find_backend, to_numpy
 
 
 def test_default_is_cupy_on_a_gpu_else_numpy(monkeypatch):
@@ -67,3 +68,21 @@ def test_noxfile_agrees_with_the_backend_table():
     for session, (_, selection) in sessions.items():
         assert selection.split(",") == rows_of[session], session
     assert set(gpu) == {row.nox_session for row in BACKENDS if row.gpu}
+
+
+def test_device_names_are_readable():
+    """A device object without a name of its own (ndonnx's) shows as its library's default, not an address."""
+
+    class Nameless:
+        pass
+
+    class Named:
+        def __str__(self) -> str:
+            return "gpu:1"
+
+    assert device_name(Nameless()) == "tests default"
+    assert device_name(Named()) == "gpu:1"
+    assert device_name("cpu") == "cpu"
+    ndonnx = pytest.importorskip("ndonnx", reason="ndonnx's device has no name of its own")
+    assert device_name(ndonnx.__array_namespace_info__().default_device()) == "ndonnx default"
+    assert "device=ndonnx default," in repr(Affine(3, 2, xp="ndonnx"))

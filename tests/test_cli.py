@@ -11,7 +11,7 @@ import pytest
 
 import xaffine
 from xaffine.cli import COMMANDS, main, parser
-from xaffine.cli._shared import device_name, host_inputs, table
+from xaffine.cli._shared import host_inputs, table
 from xaffine.cli._timing import median_seconds, round_robin
 
 PACKAGE = Path(xaffine.__file__).parent
@@ -106,20 +106,3 @@ def test_round_robin_samples_every_variant_each_round():
 
 def test_median_seconds_is_positive():
     assert median_seconds(lambda: None, lambda result: result, rounds=3, min_time=1e-4) > 0
-
-
-def test_device_names_are_readable():
-    """A device object without a name of its own (ndonnx's) shows as its library's default, not an address."""
-
-    class Nameless:
-        pass
-
-    class Named:
-        def __str__(self) -> str:
-            return "gpu:1"
-
-    assert device_name(Nameless()) == "tests default"
-    assert device_name(Named()) == "gpu:1"
-    assert device_name("cpu") == "cpu"
-    ndonnx = pytest.importorskip("ndonnx", reason="ndonnx's device has no name of its own")
-    assert device_name(ndonnx.__array_namespace_info__().default_device()) == "ndonnx default"

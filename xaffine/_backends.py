@@ -33,6 +33,7 @@ __all__ = [
     "BackendUnavailable",
     "backend_of",
     "default_backend",
+    "device_name",
     "dtype_name",
     "find_backend",
     "library_of",
@@ -234,11 +235,8 @@ def _dask_host(a: Any) -> np.ndarray[Any, Any]:
 # -- fast paths of the core's operations, where a library has a cheaper call ---------
 
 
-_FLOAT16 = np.dtype(np.float16)
-
-
 def _numpy_matmul(a: Any, b: Any) -> Any:
-    if a.dtype is _FLOAT16:
+    if a.dtype.char == "e":  # float16 (by its code: an unpickled array has a dtype of its own)
         # NumPy has no BLAS product for float16, only a loop that accumulates in float32:
         # 100-110x float32's time at 32x128 by 128x128. The float32 BLAS product also
         # accumulates in float32 and is rounded to float16 once.
@@ -638,6 +636,14 @@ FLOAT_DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "compl
 
 HOST_DTYPES = tuple(name for name in FLOAT_DTYPES if hasattr(np, name))
 """Those NumPy holds (all but bfloat16): what `.npz` files and float64 host references take."""
+
+
+def device_name(device: Any) -> str:
+    """A device as text; a device object without a name of its own (ndonnx's) by its library."""
+    text = str(device)
+    if text == object.__repr__(device):
+        return f"{type(device).__module__.partition('.')[0]} default"
+    return text
 
 
 def dtype_name(dtype: Any) -> str:

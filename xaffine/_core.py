@@ -94,23 +94,16 @@ def _forward(x: Array, weight: Array, bias: Array | complex | None, p: Prepared)
 
 
 def _backward(
-    grad: Array,
-    x: Array,
-    weight: Array,
-    bias: Array | complex | None,
-    wrt: frozenset[str],
-    p: Prepared,
-    x_rows: Array | None = None,
+    grad: Array, x: Array, weight: Array, bias: Array | complex | None, wrt: frozenset[str], p: Prepared
 ) -> AffineGrads:
-    # dX = dA conj(W),  dW = dA^T conj(X),  db = sum(dA) over the rows.
-    # `x_rows`: x as rows, where the caller already has them (the vjp keeps the forward's).
+    # dX = dA conj(W),  dW = dA^T conj(X),  db = sum(dA) over the rows
     xp = p.xp
     g = _rows(grad if weight.ndim == 2 else grad[..., None], xp)
     dx = dw = db = None
     if "x" in wrt:
         dx = _unrows(_product(g, _matrix(weight), p.complex_, p), tuple(x.shape), xp)
     if "weight" in wrt:
-        dw = _product(g.T, _rows(x, xp) if x_rows is None else x_rows, p.complex_, p)
+        dw = _product(g.T, _rows(x, xp), p.complex_, p)
         dw = dw if weight.ndim == 2 else dw[0, :]
     if bias is not None and "bias" in wrt:
         if p.row_sum is not None:
@@ -269,15 +262,12 @@ def affine_vjp(
     Array([3., 4.], dtype=array_api_strict.float64)
     """
     p = prepare(x, weight, bias, xp=xp)
-    # The rows of x, made once: the forward's product and the weight gradient share them
-    # (a reshape is a copy on eager JAX, and a node of the graph on Dask).
-    rows = _rows(x, p.xp)
-    out = _forward(rows, weight, bias, p)
+    out = _forward(x, weight, bias, p)
 
     def vjp(grad: Array, *, wrt: Iterable[str] | str = GRAD_NAMES) -> AffineGrads:
         names = check_wrt(wrt)
         check_grad(grad, x, p)
-        return _backward(grad, x, weight, bias, names, p, rows)
+        return _backward(grad, x, weight, bias, names, p)
 
     return out, vjp
 

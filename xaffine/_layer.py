@@ -10,7 +10,17 @@ from typing import Any
 import numpy as np
 
 from . import _initializers
-from ._backends import FLOAT_DTYPES, Backend, default_backend, dtype_name, find_backend, library_of, resolve, transfer
+from ._backends import (
+    FLOAT_DTYPES,
+    Backend,
+    default_backend,
+    device_name,
+    dtype_name,
+    find_backend,
+    library_of,
+    resolve,
+    transfer,
+)
 from ._core import affine_vjp
 from ._typing import Array, Device, Namespace
 
@@ -360,15 +370,14 @@ class Affine:
     def __repr__(self) -> str:
         return (
             f"Affine(in_features={self.in_features}, out_features={self.out_features}, "
-            f"bias={'bias' in self._params}, backend={library_of(self.xp)}, device={self.device}, "
+            f"bias={'bias' in self._params}, backend={library_of(self.xp)}, device={device_name(self.device)}, "
             f"dtype={dtype_name(self.dtype)})"
         )
 
 
 @functools.cache
-@functools.lru_cache(maxsize=64)
 def _wanted(input_grad: bool, has_bias: bool, frozen: frozenset[str]) -> frozenset[str]:
-    """The gradients a layer's backward asks for (a handful of combinations, each built once)."""
+    """The gradients a layer's backward asks for."""
     names = {"weight", "bias"} if has_bias else {"weight"}
     return frozenset((names - frozen) | ({"x"} if input_grad else set()))
 

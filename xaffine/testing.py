@@ -54,13 +54,13 @@ _REPORTED = 5
 
 
 def _namespace(args: Sequence[Any]) -> Namespace:
-    arrays = [a for a in args if a is not None and not is_number(a)]
+    arrays = [(a, f"args[{i}]") for i, a in enumerate(args) if a is not None and not is_number(a)]
     if not arrays:
         msg = "`args` must hold at least one array"
         raise TypeError(msg)
     # The layer's own rule: the library's namespace (adapted where xaffine adapts it), and
     # NumPy arrays beside a library that takes NumPy operands follow that library.
-    return namespace_of([(a, "args") for a in arrays])
+    return namespace_of(arrays)
 
 
 def _is_complex(a: Any, xp: Namespace) -> bool:

@@ -20,7 +20,6 @@ __all__ = [
     "Parser",
     "Progress",
     "backend_list",
-    "device_name",
     "dtype_list",
     "host_inputs",
     "human_stream",
@@ -36,14 +35,6 @@ __all__ = [
 # The dtypes the commands take: those NumPy holds, so the float64 reference and the
 # seeded host data exist for each.
 DTYPES = HOST_DTYPES  # checked against a float64 NumPy reference, so those NumPy holds
-
-
-def device_name(device: Any) -> str:
-    """A device as the tables show it; a device object without a name of its own (ndonnx's) by its library."""
-    text = str(device)
-    if text == object.__repr__(device):
-        return f"{type(device).__module__.partition('.')[0]} default"
-    return text
 
 
 class Parser(argparse.ArgumentParser):

@@ -27,14 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from .._backends import Backend, BackendUnavailable, find_backend
+from .._backends import Backend, BackendUnavailable, device_name, find_backend
 from .._core import affine_vjp
 from .._typing import Array, Device, Namespace
 from ._shared import (
     DTYPES,
     Progress,
     backend_list,
-    device_name,
     dtype_list,
     host_inputs,
     human_stream,

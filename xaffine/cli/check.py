@@ -12,14 +12,13 @@ from typing import Any
 import numpy as np
 
 from .. import _reference
-from .._backends import Backend, BackendUnavailable, to_numpy
+from .._backends import Backend, BackendUnavailable, device_name, to_numpy
 from .._core import affine_backward, affine_jvp, affine_vjp
 from ..testing import check_adjoint, check_vjp
 from ._shared import (
     DTYPES,
     Progress,
     backend_list,
-    device_name,
     dtype_list,
     host_inputs,
     human_stream,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backends import Backend, default_backend, find_backend, library_of, to_numpy
+from .._backends import Backend, default_backend, device_name, find_backend, library_of, to_numpy
 from .._layer import Affine
 from .._typing import Array, Namespace
 from ._shared import Progress, non_negative_int, positive_float, positive_int
@@ -94,7 +94,7 @@ def train(
     x_test = to_device(features[test])
     first = Affine(64, hidden, xp=xp, device=device, seed=seed, input_grad=False)
     second = Affine(hidden, 10, xp=xp, device=device, seed=seed + 1)
-    result = DemoResult(library_of(xp), str(device), test_size=n_test)
+    result = DemoResult(library_of(xp), device_name(device), test_size=n_test)
     for epoch in range(epochs):
         batches = rng.permutation(len(train_))
         total = xp.zeros((), dtype=xp.float32, device=device)

@@ -9,8 +9,8 @@ from importlib import metadata
 from typing import Any
 
 from .. import __version__
-from .._backends import BackendUnavailable, default_backend
-from ._shared import device_name, table, user_backends
+from .._backends import BackendUnavailable, default_backend, device_name
+from ._shared import table, user_backends
 
 __all__ = ["add_parser", "run"]
 
