@@ -8,6 +8,7 @@ from array_api_extra.testing import lazy_xp_function
 
 from tests.helpers import DTYPES, assert_matches, make_inputs, reference_backward, reference_forward, wide
 from xaffine import affine, affine_backward, affine_jvp, affine_vjp
+from xaffine._backends import to_numpy
 from xaffine.testing import check_adjoint, check_vjp
 
 
@@ -66,11 +67,11 @@ class TestAgainstReference:
         args, g = on.args, on.grad
         out, grads = vjp_apply(*args, g)
         backward = affine_backward(g, *args)
-        assert_matches(out, np.asarray(_host(affine(*args))), backend, dtype, 1)
+        assert_matches(out, np.asarray(to_numpy(affine(*args))), backend, dtype, 1)
         for actual, expected in zip(grads, backward, strict=True):
             assert (actual is None) == (expected is None)
             if actual is not None:
-                assert_matches(actual, _host(expected), backend, dtype, 1)
+                assert_matches(actual, to_numpy(expected), backend, dtype, 1)
 
     def test_jvp_exact(self, xp, backend, x_shape, n, bias_kind, dtype):
         backend.dtype(dtype)
@@ -88,12 +89,6 @@ class TestAgainstReference:
             expected = expected + (1.5 if bias_kind == "number" else db)
         assert_matches(out, reference_forward(*host.args), backend, dtype, x_shape[-1])
         assert_matches(tangent_out, expected, backend, dtype, 2 * x_shape[-1])
-
-
-def _host(a):
-    from xaffine._backends import to_numpy
-
-    return to_numpy(a)
 
 
 @pytest.mark.parametrize("dtype", ["float64", "complex128", "float32", "complex64", "float16"])
@@ -148,7 +143,7 @@ def test_inputs_are_never_modified(xp, backend):
     vjp_apply(*on.args, on.grad)
     affine_jvp(*on.args, on.args)
     for before, after in zip(host, on, strict=True):
-        np.testing.assert_array_equal(_host(after), before)
+        np.testing.assert_array_equal(to_numpy(after), before)
 
 
 @pytest.mark.parametrize("special", [np.nan, np.inf])
@@ -163,7 +158,7 @@ def test_nan_and_inf_propagate(xp, backend, special):
             out = affine(*args)
     else:
         out = affine(*args)
-    result = _host(out)
+    result = to_numpy(out)
     assert np.all(np.isfinite(result[[0, 2]]))
     assert np.all(np.isnan(result[1]) if np.isnan(special) else np.isinf(result[1]))
 
@@ -171,7 +166,7 @@ def test_nan_and_inf_propagate(xp, backend, special):
 def test_explicit_namespace(backend):
     args = make_inputs(backend, (4, 3), 2)[1].args
     out = affine(*args, xp=backend.xp)
-    assert_matches(out, _host(affine(*args)), backend, "float64", 1)
+    assert_matches(out, to_numpy(affine(*args)), backend, "float64", 1)
 
 
 def test_tensors_that_require_grad_raise_no_warning():
