@@ -72,6 +72,8 @@ rounds=${ROUNDS:-7}
 scale=${LIMIT_SCALE:-1}
 mkdir -p "$out" || exit 1
 export NVIDIA_TF32_OVERRIDE=0 PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# JAX would otherwise take 75% of the GPU at its first array, beside CuPy and torch in `check`.
+export XLA_PYTHON_CLIENT_PREALLOCATE=false
 started=$(date -u '+%Y-%m-%d %H:%M:%S UTC')
 : >"$out/steps.txt"
 
@@ -95,7 +97,8 @@ step() {
     return $code
 }
 
-site=$out/site
+# Outside $out: what comes back from $out is counted in files.
+site=${TMPDIR:-/tmp}/xaffine-gpu-site
 if [ -n "$wheels" ]; then
     # Pure-Python wheels are zip files: unpacking them is installing them, no pip needed.
     step "wheels" 30 wheels.log "$py" -c '

@@ -6,6 +6,7 @@ that every table row comes out, with numbers in it.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -22,7 +23,12 @@ def _run(script: str, *args: str) -> str:
         text=True,
         check=False,
         cwd=ROOT,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"},
+        # The caller's PYTHONPATH kept after the checkout: it may hold the libraries.
+        env={
+            "PYTHONPATH": os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]),
+            "PATH": "/usr/bin:/bin",
+            "OMP_NUM_THREADS": "1",
+        },
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
