@@ -71,7 +71,8 @@ def test_noxfile_agrees_with_the_backend_table():
 
 
 def test_device_names_are_readable():
-    """A device object without a name of its own (ndonnx's) shows as its library's default, not an address."""
+    """A device object without a name of its own (ndonnx's) shows as its library's default, not an address;
+    CuPy's (``<CUDA Device 1>``) as torch and JAX write a GPU."""
 
     class Nameless:
         pass
@@ -83,6 +84,12 @@ def test_device_names_are_readable():
     assert device_name(Nameless()) == "tests default"
     assert device_name(Named()) == "gpu:1"
     assert device_name("cpu") == "cpu"
+
+    class CupyStyle:
+        def __str__(self) -> str:
+            return "<CUDA Device 1>"
+
+    assert device_name(CupyStyle()) == "cuda:1"
     ndonnx = pytest.importorskip("ndonnx", reason="ndonnx's device has no name of its own")
     assert device_name(ndonnx.__array_namespace_info__().default_device()) == "ndonnx default"
     assert "device=ndonnx default," in repr(Affine(3, 2, xp="ndonnx"))

@@ -52,3 +52,12 @@ def test_low_precision_reports_each_dtype_the_library_has(library):
     out = _run("low_precision.py", "--backends", library, "--shapes", "single", "--rounds", "1", "--min-time", "0.001")
     dtypes = re.findall(rf"^\| {library} \| single \| (\w+) \| [\d.]+ (?:us|ms) \| [\d.]+ \| [\d.e+-]+ \|$", out, re.M)
     assert dtypes == (["float16", "float32"] if library == "numpy" else ["float16", "bfloat16", "float32"]), out
+
+
+def test_gpu_parts_times_every_operation():
+    pytest.importorskip("torch", reason="the script times torch (on the CPU here)")
+    out = _run("gpu_parts.py", "--backends", "torch", "--shapes", "8x4x4", "--rounds", "1")
+    rows = [line.split(" | ")[3] for line in out.splitlines() if line.startswith("| torch:")]
+    operations = ["x @ w.T", "out += b", "g @ w", "g.T @ x", "g.sum(0)", "ones @ g", "addmm(b, x, w.T)"]
+    assert rows == operations * 2, out  # float32, then float64
+    assert all(re.search(r"\| \d+\.\d \|$", line) for line in out.splitlines() if line.startswith("| torch:")), out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,3 +26,12 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
         pytest.importorskip(module, reason=f"this README example needs {module}")
     monkeypatch.chdir(tmp_path)
     exec(compile(code, f"README.md example {index}", "exec"), {})
+
+
+def test_every_optional_import_of_the_examples_is_skipped_without_it():
+    """An example importing an optional library must say so in NEEDS, or it fails where that is missing."""
+    core = {"numpy", "xaffine", "xaffine.testing"}
+    for code in BLOCKS:
+        for name in re.findall(r"^(?:import|from) ([\w.]+)", code, flags=re.M):
+            optional = name not in core and name.partition(".")[0] not in sys.stdlib_module_names
+            assert not optional or name in NEEDS, f"README example imports {name}: add it to NEEDS"

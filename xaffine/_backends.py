@@ -15,6 +15,7 @@ import contextlib
 import importlib
 import operator
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -266,10 +267,29 @@ def _torch_matmul(a: Any, b: Any) -> Any:
 
 
 def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
-    # One kernel, not a product and then an add: each torch call costs about 2 us.
+    # One kernel, not a product and then an add: each torch call costs about 2 us. But not
+    # for float64 on CUDA, where addmm took 1.7x the product and the add together (586 us
+    # against 312 + 28 us at 2048x2048 by 2048x2048 on an H100; benchmarks/gpu_parts.py).
     import torch
 
+    if a.dtype == torch.float64 and a.is_cuda:
+        return torch.mm(a, b).add_(c)
     return torch.addmm(c, a, b)
+
+
+def _cupy_row_sum(a: Any, dtype: Any) -> Any:
+    # cuBLAS's product with a row of ones reads the matrix faster than CuPy's reduction over
+    # axis 0: 42 us against 74 us for 2048x2048 float32 on an H100, 95 against 140 us for
+    # 4096x768 float64 (benchmarks/gpu_parts.py). Below about a million elements the GPU
+    # work is short beside the host's, and the two calls (ones, then the product) cost more
+    # host time than the one reduction. 16-bit sums keep the reduction, which accumulates
+    # in `dtype` (float32).
+    if dtype is not None or a.size < 1 << 20:
+        return a.sum(0, dtype=dtype)
+    import cupy
+
+    with a.device:
+        return cupy.ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def _ndonnx_matmul(a: Any, b: Any) -> Any:
@@ -456,6 +476,7 @@ BACKENDS: tuple[Backend, ...] = (
         wait=_cupy_wait,
         host=_cupy_host,
         gpu=True,
+        row_sum=_cupy_row_sum,
     ),
     Backend(
         "ndonnx",
@@ -639,11 +660,13 @@ HOST_DTYPES = tuple(name for name in FLOAT_DTYPES if hasattr(np, name))
 
 
 def device_name(device: Any) -> str:
-    """A device as text; a device object without a name of its own (ndonnx's) by its library."""
+    """A device as text, as torch and JAX write theirs: CuPy's ``<CUDA Device 0>`` as ``cuda:0``;
+    a device object without a name of its own (ndonnx's) by its library."""
     text = str(device)
     if text == object.__repr__(device):
         return f"{type(device).__module__.partition('.')[0]} default"
-    return text
+    cupy_style = re.fullmatch(r"<CUDA Device (\d+)>", text)
+    return f"cuda:{cupy_style[1]}" if cupy_style else text
 
 
 def dtype_name(dtype: Any) -> str:
