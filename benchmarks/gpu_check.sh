@@ -122,6 +122,10 @@ results() {
 import json, pathlib, re, subprocess, sys, time
 out, command, started = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 
+def block(text):
+    """Lines as a Markdown code block (indented; blank lines left empty)."""
+    return [("    " + line).rstrip() for line in text.splitlines()]
+
 def read(name):
     path = out / name
     return path.read_text(errors="replace") if path.exists() else ""
@@ -130,14 +134,14 @@ lines = [f"# xaffine on a GPU: {read('gpu.txt').strip() or 'no GPU seen'}", ""]
 lines += [f"- started: {started}; finished: {time.strftime('%Y-%m-%d %H:%M:%S UTC', time.gmtime())}"]
 lines += [f"- command: `{command}` (environment: {read('env.txt').strip()})"]
 lines += [f"- {line}" for line in read("versions.txt").splitlines()]
-lines += ["", "## Steps", "", *("    " + s for s in read("steps.txt").splitlines())]
+lines += ["", "## Steps", "", *block(read("steps.txt"))]
 lines += ["", "## Tests per backend", ""]
 for log in sorted(out.glob("tests-*.log")):
     text = log.read_text(errors="replace").splitlines()
     summary = next((l for l in reversed(text) if re.search(r"\b(passed|failed|error|skipped|no tests ran)\b", l)), "(no summary: cut short)")
     lines += [f"{log.stem.removeprefix('tests-')}: {summary.strip('= ')}", ""]
-    lines += ["    " + l for l in text if l.startswith(("SKIPPED", "FAILED", "ERROR", "XFAIL"))] + [""]
-lines += ["## xaffine check", "", *("    " + l for l in read("check.txt").splitlines()), ""]
+    lines += block("\n".join(l for l in text if l.startswith(("SKIPPED", "FAILED", "ERROR", "XFAIL")))) + [""]
+lines += ["## xaffine check", "", *block(read("check.txt")), ""]
 rows, machine = [], {}
 for name in ("bench.json", "bench-big.json"):
     try:
