@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 from array_api_extra.testing import lazy_xp_function
 
-from tests.helpers import DTYPES, assert_matches, make_inputs, reference_backward, reference_forward, wide
+from tests.helpers import (
+    DTYPES,
+    assert_matches,
+    make_inputs,
+    reference_backward,
+    reference_forward,
+    tolerances,
+    wide,
+)
 from xaffine import affine, affine_backward, affine_jvp, affine_vjp
 from xaffine._backends import to_numpy
 from xaffine.testing import check_adjoint, check_vjp
@@ -134,6 +142,26 @@ def test_skipped_gradients_skip_their_products(backend, monkeypatch):
     assert calls == []
     affine_backward(on.grad, *on.args, wrt=("weight",))
     assert calls == [(6, 5)]
+
+
+@pytest.mark.parametrize("rows", [3, 1 << 15])
+@pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
+@pytest.mark.gpu_smoke
+def test_bias_gradient_sums_every_row(xp, backend, dtype, rows):
+    """db over 32 x `rows` gradient elements (2**20: where backend rows sum real dtypes by a
+    matrix-vector product); an infinity stays infinite, in complex too, where the product
+    with (1+0j) would make a NaN of it (0 * inf)."""
+    backend.dtype(dtype)
+    host, on = make_inputs(backend, (rows, 3), 32, dtype)
+    grad = np.array(host.grad)
+    grad[0, 0], grad[1, 1] = np.inf, np.nan
+    db = to_numpy(affine_backward(backend.asarray(grad), *on.args, wrt=("bias",)).bias)
+    assert db.dtype == np.dtype(dtype)
+    assert db[0].real == np.inf
+    assert np.isfinite(db[0].imag)  # (inf+0j)(1+0j) has a NaN imaginary part
+    assert np.isnan(db[1])
+    finite = reference_backward(host.grad, *host.args)[2][2:]
+    np.testing.assert_allclose(db[2:], finite, *tolerances(dtype, rows, finite))
 
 
 def test_inputs_are_never_modified(xp, backend):
