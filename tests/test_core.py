@@ -148,9 +148,9 @@ def test_skipped_gradients_skip_their_products(backend, monkeypatch):
 @pytest.mark.parametrize("dtype", ["float32", "float64", "complex64"])
 @pytest.mark.gpu_smoke
 def test_bias_gradient_sums_every_row(xp, backend, dtype, rows):
-    """db over 32 x `rows` gradient elements (2**20: where backend rows sum real dtypes by a
-    matrix-vector product); an infinity stays infinite, in complex too, where the product
-    with (1+0j) would make a NaN of it (0 * inf)."""
+    """db over 32 x `rows` gradient elements, up to 2**20 (NumPy's row sums real dtypes by a
+    matrix-vector product); an infinity stays infinite, in complex too, where a product with
+    (1+0j) would make a NaN of it (0 * inf)."""
     backend.dtype(dtype)
     host, on = make_inputs(backend, (rows, 3), 32, dtype)
     grad = np.array(host.grad)
@@ -162,6 +162,25 @@ def test_bias_gradient_sums_every_row(xp, backend, dtype, rows):
     assert np.isnan(db[1])
     finite = reference_backward(host.grad, *host.args)[2][2:]
     np.testing.assert_allclose(db[2:], finite, *tolerances(dtype, rows, finite))
+
+
+@pytest.mark.parametrize("n", [None, 3], ids=["w1d", "3"])
+@pytest.mark.gpu_smoke
+def test_bias_gradient_is_as_accurate_as_the_librarys_sum(xp, backend, n):
+    """A backend row's faster sum may not lose what the library's own sum keeps: in float32,
+    a column [2**24, 1, 1, ...] loses every 1 to a running sum (2**24 + 1 rounds to 2**24)."""
+    backend.dtype("float32")
+    rows = 4097
+    g = np.ones((rows, n or 1), dtype=np.float32)
+    g[0] = 2.0**24
+    grad = backend.asarray(g if n else g[:, 0])
+    x = backend.asarray(np.zeros((rows, 2), dtype=np.float32))
+    weight = backend.asarray(np.zeros((n, 2) if n else (2,), dtype=np.float32))
+    bias = backend.asarray(np.zeros((n,) if n else (), dtype=np.float32))
+    db = to_numpy(affine_backward(grad, x, weight, bias, wrt=("bias",)).bias)
+    own = to_numpy(xp.sum(grad, axis=0))
+    exact = 2.0**24 + rows - 1
+    assert np.all(np.abs(db.astype(np.float64) - exact) <= np.abs(own.astype(np.float64) - exact)), (db, own)
 
 
 def test_inputs_are_never_modified(xp, backend):

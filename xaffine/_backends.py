@@ -249,11 +249,13 @@ def _numpy_matmul(a: Any, b: Any) -> Any:
     return a @ b
 
 
-# The sum over rows of a matrix as the product of a row of ones with it reads the matrix
-# through BLAS's matrix-vector kernel, faster than the libraries' reductions over axis 0 on
-# the CPU (timeit, one thread, this project's 2-core x86-64 machine). Real dtypes only: a complex infinity times
-# (1+0j) has a NaN part (0 * inf), where the sum keeps it infinite. 16-bit sums keep the
-# reduction, which accumulates in `dtype` (float32).
+# NumPy sums a C-ordered matrix over axis 0 row by row, a running sum per column: slow, and in
+# float32 it stalls (2**25 rows of ones sum to 2**24). The product of a row of ones with the
+# matrix reads it through BLAS's matrix-vector kernel, with several partial sums: faster
+# (timeit, one thread: 0.8 against 2.4 us at 1x64, 375 against 563 us at 4096x768 float32)
+# and no less accurate (2**25 ones sum to 2**25). A single column, or another layout, is
+# summed pairwise by NumPy and kept so. Real dtypes only: a complex infinity times (1+0j) has
+# a NaN part (0 * inf). 16-bit sums keep the reduction, which accumulates in `dtype` (float32).
 _NUMPY_ONES: dict[tuple[int, np.dtype[Any]], np.ndarray[Any, Any]] = {}
 
 
@@ -272,25 +274,17 @@ def _numpy_ones(rows: int, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
 
 
 def _numpy_row_sum(a: Any, dtype: Any) -> Any:
-    # np.add.reduce(a, axis=0) took 2.4 us at 1x64 and 563 us at 4096x768 (float32), the
-    # product 0.8 and 375 us. float32 and float64, by code (an unpickled dtype is its own).
-    if dtype is not None or a.dtype.char not in "fd":
+    # float32 and float64 by dtype code (an unpickled array's dtype is an object of its own).
+    if dtype is not None or a.dtype.char not in "fd" or a.shape[1] == 1 or not a.flags.c_contiguous:
         return np.add.reduce(a, axis=0, dtype=dtype)
     return np.dot(_numpy_ones(a.shape[0], a.dtype), a)
 
 
 def _torch_row_sum(a: Any, dtype: Any) -> Any:
-    # On the CPU, from 2**16 elements: sum(0) took 1074 us at 4096x768 float32 (2470 us in
-    # float64), the product 352 us (1081 us); at 32x128 the two are about even. On CUDA
-    # sum(0) is the faster (35 against 42 us at 2048x2048 float32 on an H100).
     # Passing dtype=None costs torch's argument parser about 0.4 us more than leaving it out.
-    if dtype is not None:
-        return a.sum(0, dtype=dtype)
-    if a.numel() < 1 << 16 or a.is_complex() or a.device.type != "cpu":
-        return a.sum(0)
-    import torch
-
-    return torch.ones(a.shape[0], dtype=a.dtype, device=a.device) @ a
+    # (The product with a row of ones, faster at large sizes on the CPU, adds naively through
+    # MKL: a float32 sum of 2**25 ones stalls at 2**24, where sum(0) gives 2**25.)
+    return a.sum(0) if dtype is None else a.sum(0, dtype=dtype)
 
 
 def _torch_matmul(a: Any, b: Any) -> Any:
@@ -309,21 +303,6 @@ def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     if a.dtype == torch.float64 and a.is_cuda:
         return torch.mm(a, b).add_(c)
     return torch.addmm(c, a, b)
-
-
-def _cupy_row_sum(a: Any, dtype: Any) -> Any:
-    # cuBLAS's product with a row of ones reads the matrix faster than CuPy's reduction over
-    # axis 0: 42 us against 74 us for 2048x2048 float32 on an H100, 95 against 140 us for
-    # 4096x768 float64 (benchmarks/gpu_parts.py). Below about a million elements the GPU
-    # work is short beside the host's, and the two calls (ones, then the product) cost more
-    # host time than the one reduction. As on the CPU (see _numpy_row_sum), real dtypes
-    # only; 16-bit sums keep the reduction, which accumulates in `dtype` (float32).
-    if dtype is not None or a.size < 1 << 20 or a.dtype.kind == "c":
-        return a.sum(0, dtype=dtype)
-    import cupy
-
-    with a.device:
-        return cupy.ones(a.shape[0], dtype=a.dtype) @ a
 
 
 def _ndonnx_matmul(a: Any, b: Any) -> Any:
@@ -510,7 +489,6 @@ BACKENDS: tuple[Backend, ...] = (
         wait=_cupy_wait,
         host=_cupy_host,
         gpu=True,
-        row_sum=_cupy_row_sum,
     ),
     Backend(
         "ndonnx",

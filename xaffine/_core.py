@@ -106,7 +106,16 @@ def _backward(
         dw = _product(g.T, _rows(x, xp), p.complex_, p)
         dw = dw if weight.ndim == 2 else dw[0, :]
     if bias is not None and "bias" in wrt:
-        if p.row_sum is not None:
+        if weight.ndim == 1:  # one output: the sum of a vector, which libraries sum better than a column
+            # keepdims, then a reshape: a 0-d array (NumPy's sum of a vector gives a scalar)
+            column, dtype = g[:, 0], p.accumulate
+            db = (
+                xp.sum(column, axis=0, keepdims=True)
+                if dtype is None
+                else xp.sum(column, axis=0, dtype=dtype, keepdims=True)
+            )
+            db = xp.reshape(db, ())
+        elif p.row_sum is not None:
             db = p.row_sum(g, p.accumulate)
         elif p.accumulate is None:
             db = xp.sum(g, axis=0)
@@ -114,7 +123,6 @@ def _backward(
             db = xp.sum(g, axis=0, dtype=p.accumulate)
         if p.accumulate is not None:  # 16-bit floats: accumulated in float32, rounded once
             db = xp.astype(db, g.dtype)
-        db = db if weight.ndim == 2 else xp.reshape(db, ())
     return AffineGrads(dx, dw, db)
 
 
