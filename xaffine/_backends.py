@@ -274,9 +274,10 @@ def _numpy_ones(rows: int, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
 
 
 def _numpy_row_sum(a: Any, dtype: Any) -> Any:
+    # A vector (one output) is kept 1-D: NumPy's sum of a vector is a scalar, not an array.
     # float32 and float64 by dtype code (an unpickled array's dtype is an object of its own).
-    if dtype is not None or a.dtype.char not in "fd" or a.shape[1] == 1 or not a.flags.c_contiguous:
-        return np.add.reduce(a, axis=0, dtype=dtype)
+    if a.ndim == 1 or dtype is not None or a.dtype.char not in "fd" or a.shape[1] == 1 or not a.flags.c_contiguous:
+        return np.add.reduce(a, axis=0, dtype=dtype, keepdims=a.ndim == 1)
     return np.dot(_numpy_ones(a.shape[0], a.dtype), a)
 
 
@@ -371,7 +372,8 @@ class Backend:
     matmul_add: Callable[[Any, Any, Any], Any] | None = None
     """``a @ b + c`` in one call, for an array `c` that broadcasts; None: the product, then the sum."""
     row_sum: Callable[[Any, Any], Any] | None = None
-    """``sum(a, axis=0, dtype=dtype)`` of a matrix; None: the namespace's ``sum``."""
+    """``sum(a, axis=0, dtype=dtype)`` of a matrix, or of a vector (an array, 0-d or of one
+    element); None: the namespace's ``sum``."""
     in_place: bool | None = None
     """Whether a freshly computed array may be written in place; None: ask array-api-compat."""
     adapt: Callable[[Namespace], Namespace] = _as_is

@@ -106,23 +106,19 @@ def _backward(
         dw = _product(g.T, _rows(x, xp), p.complex_, p)
         dw = dw if weight.ndim == 2 else dw[0, :]
     if bias is not None and "bias" in wrt:
-        if weight.ndim == 1:  # one output: the sum of a vector, which libraries sum better than a column
-            # keepdims, then a reshape: a 0-d array (NumPy's sum of a vector gives a scalar)
-            column, dtype = g[:, 0], p.accumulate
-            db = (
-                xp.sum(column, axis=0, keepdims=True)
-                if dtype is None
-                else xp.sum(column, axis=0, dtype=dtype, keepdims=True)
-            )
-            db = xp.reshape(db, ())
-        elif p.row_sum is not None:
-            db = p.row_sum(g, p.accumulate)
+        # One output: the sum of the vector, which libraries sum better than a one-column matrix
+        # (ndonnx adds a column with one running sum); kept 1-D, since NumPy's sum of a vector
+        # is a scalar, then made 0-d.
+        rows, vector = (g, False) if weight.ndim == 2 else (g[:, 0], True)
+        if p.row_sum is not None:
+            db = p.row_sum(rows, p.accumulate)
         elif p.accumulate is None:
-            db = xp.sum(g, axis=0)
+            db = xp.sum(rows, axis=0, keepdims=vector)
         else:
-            db = xp.sum(g, axis=0, dtype=p.accumulate)
+            db = xp.sum(rows, axis=0, dtype=p.accumulate, keepdims=vector)
         if p.accumulate is not None:  # 16-bit floats: accumulated in float32, rounded once
             db = xp.astype(db, g.dtype)
+        db = xp.reshape(db, ()) if vector else db
     return AffineGrads(dx, dw, db)
 
 
