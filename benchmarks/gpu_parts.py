@@ -24,42 +24,44 @@ CALLS = 5  # calls per timed block
 
 
 def _timer(library: str, gpu: bool) -> Callable[[Callable[[], Any]], float]:
-    """Seconds per call of fn, over CALLS calls, the device drained before and after."""
+    """Seconds per call of fn, over CALLS calls: CUDA events on a GPU (the device drained
+    before the clock is read), the wall clock on the CPU."""
     if library == "cupy":
         import cupy
 
+        def event() -> Any:
+            return cupy.cuda.Event()
+
+        def elapsed_ms(start: Any, end: Any) -> float:
+            return float(cupy.cuda.get_elapsed_time(start, end))
+    elif gpu:
+        import torch
+
+        def event() -> Any:
+            return torch.cuda.Event(enable_timing=True)
+
+        def elapsed_ms(start: Any, end: Any) -> float:
+            return float(start.elapsed_time(end))
+    else:
+
         def block(fn: Callable[[], Any]) -> float:
-            start, end = cupy.cuda.Event(), cupy.cuda.Event()
-            start.record()
+            t0 = time.perf_counter()
             for _ in range(CALLS):
                 fn()
-            end.record()
-            end.synchronize()
-            return cupy.cuda.get_elapsed_time(start, end) / 1e3 / CALLS
-
-        return block
-    import torch
-
-    if gpu:
-
-        def block(fn: Callable[[], Any]) -> float:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            for _ in range(CALLS):
-                fn()
-            end.record()
-            end.synchronize()
-            return float(start.elapsed_time(end)) / 1e3 / CALLS
+            return (time.perf_counter() - t0) / CALLS
 
         return block
 
-    def block(fn: Callable[[], Any]) -> float:
-        t0 = time.perf_counter()
+    def timed(fn: Callable[[], Any]) -> float:
+        start, end = event(), event()
+        start.record()
         for _ in range(CALLS):
             fn()
-        return (time.perf_counter() - t0) / CALLS
+        end.record()
+        end.synchronize()
+        return elapsed_ms(start, end) / 1e3 / CALLS
 
-    return block
+    return timed
 
 
 def _operations(library: str, gpu: bool, dtype: str, m: int, k: int, n: int) -> dict[str, Callable[[], Any]]:
