@@ -16,6 +16,7 @@ import importlib
 import operator
 import os
 import re
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any, NamedTuple
@@ -68,6 +69,9 @@ class BackendChoice(NamedTuple):
 
 
 def _import(module: str) -> Any:
+    found = sys.modules.get(module)  # torch.compile's tracer cannot run importlib, but reads this
+    if found is not None:
+        return found
     try:
         return importlib.import_module(module)
     except ImportError as exc:
@@ -306,6 +310,22 @@ def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     return torch.addmm(c, a, b)
 
 
+def _always(out: Any, term: Any) -> bool:
+    return True
+
+
+def _never(out: Any, term: Any) -> bool:
+    return False
+
+
+def _torch_in_place(out: Any, term: Any) -> bool:
+    # Not a term that torch.func wraps (batched by vmap, or tracked by grad) into an
+    # unwrapped `out`: vmap cannot write a batch of results into one unbatched array.
+    import torch
+
+    return torch.compiler.is_dynamo_compiling() or not torch._C._functorch.is_functorch_wrapped_tensor(term)
+
+
 def _ndonnx_matmul(a: Any, b: Any) -> Any:
     # ndonnx's matmul wraps each product in an ONNX If-subgraph (working around an
     # onnxruntime bug with zero-sized inputs) and builds it anew at every call: 0.2-0.3 s
@@ -374,8 +394,9 @@ class Backend:
     row_sum: Callable[[Any, Any], Any] | None = None
     """``sum(a, axis=0, dtype=dtype)`` of a matrix, or of a vector (an array, 0-d or of one
     element); None: the namespace's ``sum``."""
-    in_place: bool | None = None
-    """Whether a freshly computed array may be written in place; None: ask array-api-compat."""
+    in_place: Callable[[Any, Any], bool] | None = None
+    """Whether ``out += term`` may write into `out`, an array just computed; None: ask
+    array-api-compat whether `out` is writeable."""
     adapt: Callable[[Namespace], Namespace] = _as_is
     """Fits the library's namespace to xaffine's calls where the library falls short."""
 
@@ -412,7 +433,7 @@ _NUMPY = Backend(
     takes_numpy=True,
     matmul=_numpy_matmul,
     row_sum=_numpy_row_sum,
-    in_place=True,
+    in_place=_always,
 )
 _STRICT = Backend(
     "array_api_strict",
@@ -435,7 +456,7 @@ _TORCH = Backend(
     matmul=_torch_matmul,
     matmul_add=_torch_matmul_add,
     row_sum=_torch_row_sum,
-    in_place=True,
+    in_place=_torch_in_place,
 )
 _JAX = Backend(
     "jax",
@@ -449,7 +470,7 @@ _JAX = Backend(
     lazy=True,
     takes_numpy=True,
     jax_x64_hint=True,
-    in_place=False,
+    in_place=_never,
 )
 # A variant row is its library's row with what differs: a device, or a test variant.
 BACKENDS: tuple[Backend, ...] = (
@@ -516,6 +537,7 @@ BACKENDS: tuple[Backend, ...] = (
     ),
 )
 _BY_NAME = {b.name: b for b in BACKENDS}
+_NUMPY_ARRAYS = (np.ndarray, np.generic)  # a tuple, not a union: torch.compile cannot trace ``type | type``
 # The first row of each library stands for it (its default device).
 _BY_LIBRARY: dict[str, Backend] = {}
 for _row in BACKENDS:
@@ -550,7 +572,7 @@ def library_of(obj: object) -> str:
     NumPy arrays and their subclasses (including those other libraries make, such as
     JAX's literal arrays) belong to ``"numpy"``; anything else to its top-level package.
     """
-    if isinstance(obj, np.ndarray | np.generic):
+    if isinstance(obj, _NUMPY_ARRAYS):
         return "numpy"
     if isinstance(obj, type(os)):  # a module: a namespace
         name = obj.__name__.removeprefix("array_api_compat.")
@@ -558,6 +580,17 @@ def library_of(obj: object) -> str:
         return row.library if row is not None else name.partition(".")[0]
     top = type(obj).__module__.partition(".")[0]
     return {"jaxlib": "jax"}.get(top, top)
+
+
+def tracing() -> bool:
+    """Whether torch.compile is tracing the caller: the checks then run once, at trace time.
+
+    The tracer reads ``is_dynamo_compiling()`` as True; called eagerly it returns False.
+    Code that holds caches across calls must skip them while tracing, or the compiled
+    code would be guarded on (and recompiled for) their contents.
+    """
+    torch = sys.modules.get("torch")
+    return torch is not None and bool(torch.compiler.is_dynamo_compiling())
 
 
 def backend_of(obj: object) -> Backend | None:
@@ -575,23 +608,40 @@ _NAMESPACES: dict[str, Namespace] = {}
 
 def namespace(module: str) -> Namespace:
     """The Array API namespace of the array module called `module` (array-api-compat's where it wraps one)."""
-    try:
-        return _NAMESPACES[module]
-    except KeyError:
-        pass
+    traced = tracing()  # torch.compile would guard the compiled code on the memo's contents
+    if not traced:
+        found = _NAMESPACES.get(module)
+        if found is not None:
+            return found
     raw = _import(module)
     if module == "cupy":
         xp = array_api_compat.array_namespace(raw.empty(0))
     elif module in ("numpy", "torch", "dask.array"):
         # Array API namespace of these libraries: array-api-compat's wrapper, found without allocating.
-        xp = _import(f"array_api_compat.{module}")
+        xp = _compat(module)
     else:
         xp = raw
     row = _BY_MODULE.get(module)
     if row is not None:
         xp = row.adapt(xp)
-    _NAMESPACES[module] = xp
+    if not traced:
+        _NAMESPACES[module] = xp
     return xp
+
+
+def _compat(module: str) -> Namespace:
+    # Import statements, not importlib: torch.compile's tracer runs these on a first call.
+    if module == "torch":
+        import array_api_compat.torch
+
+        return array_api_compat.torch
+    if module == "numpy":
+        import array_api_compat.numpy
+
+        return array_api_compat.numpy
+    import array_api_compat.dask.array
+
+    return array_api_compat.dask.array
 
 
 def resolve(xp: object) -> tuple[Backend, Namespace]:

@@ -75,8 +75,10 @@ def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
     """``out + term``, in place where `out` was just made here and may be written."""
     if term is None:
         return out
-    writeable: bool = p.in_place if p.in_place is not None else array_api_compat.is_writeable_array(out)
-    if writeable and hasattr(term, "shape"):
+    if not hasattr(term, "shape"):
+        return out + term
+    writeable = array_api_compat.is_writeable_array(out) if p.in_place is None else p.in_place(out, term)
+    if writeable:
         out += term
         return out
     return out + term

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._backends import Backend, backend_of, library_of, library_row, namespace, resolve
+from ._backends import Backend, backend_of, library_of, library_row, namespace, resolve, tracing
 from ._typing import Array, Device, Namespace
 
 __all__ = ["GRAD_NAMES", "Prepared", "check_grad", "check_tangents", "check_wrt", "is_number", "prepare"]
@@ -23,6 +23,15 @@ __all__ = ["GRAD_NAMES", "Prepared", "check_grad", "check_tangents", "check_wrt"
 GRAD_NAMES = ("x", "weight", "bias")
 _ALL_GRADS = frozenset(GRAD_NAMES)
 _NUMBERS = (int, float, complex, np.integer, np.floating, np.complexfloating)
+# Tuples, not unions: torch.compile's tracer cannot evaluate ``type | type``.
+_BOOLS = (bool, np.bool_)
+_COMPLEX_NUMBERS = (complex, np.complexfloating)
+_MATRICES = (np.matrix, np.ma.MaskedArray)
+_NUMPY_ARRAYS = (np.ndarray, np.generic)
+_TEXT = (str, bytes)
+# Names of NumPy arrays riding along another library's (by name, not id(): torch.compile
+# would guard its compiled code on the ids).
+_NO_GUESTS: frozenset[str] = frozenset()
 
 
 class _Kind(NamedTuple):
@@ -35,7 +44,7 @@ class _Kind(NamedTuple):
     matmul: Callable[[Array, Array], Array]  # the backend row's fast paths, or the defaults
     matmul_add: Callable[[Array, Array, Any], Array] | None
     row_sum: Callable[[Array, Any], Array] | None
-    in_place: bool | None
+    in_place: Callable[[Array, Any], bool] | None
 
 
 class Prepared(NamedTuple):
@@ -49,7 +58,7 @@ class Prepared(NamedTuple):
     matmul: Callable[[Array, Array], Array]
     matmul_add: Callable[[Array, Array, Any], Array] | None
     row_sum: Callable[[Array, Any], Array] | None
-    in_place: bool | None
+    in_place: Callable[[Array, Any], bool] | None
 
 
 _KINDS: dict[tuple[type, Any], _Kind | str] = {}
@@ -78,11 +87,14 @@ def _kind_of(a: Array, name: str, xp: Namespace | None) -> _Kind:
         key = (type(a), a.dtype)
     except AttributeError:
         raise _not_an_array(name, a) from None
-    try:
-        found = _KINDS.get(key)
-    except TypeError:  # an unhashable dtype: not memoised
-        found = None
+    found: _Kind | str | None = None
+    if tracing():  # torch.compile would guard the compiled code on the memo's contents
         key = None  # type: ignore[assignment]
+    else:
+        try:
+            found = _KINDS.get(key)
+        except TypeError:  # an unhashable dtype: not memoised
+            key = None  # type: ignore[assignment]
     if found is None:
         found = _work_out(a, xp)
         if key is not None:
@@ -94,14 +106,14 @@ def _kind_of(a: Array, name: str, xp: Namespace | None) -> _Kind:
 
 def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
     """The facts about `a`'s type and dtype, or the message of why such arrays are refused."""
-    if isinstance(a, np.matrix | np.ma.MaskedArray):
+    if isinstance(a, _MATRICES):
         return (
             f"`{{name}}` is a {type(a).__module__}.{type(a).__name__}, whose operators differ from an array's; "
             "pass np.asarray(...) of it"
         )
     if not hasattr(a, "shape"):
         return "`{name}` must be an array of an Array API library; got " + _describe(a)
-    if isinstance(a, np.ndarray | np.generic) and not a.dtype.isnative:
+    if isinstance(a, _NUMPY_ARRAYS) and not a.dtype.isnative:
         return "`{name}` has non-native byte order ({dtype}); convert it: {name}.astype({name}.dtype.newbyteorder('='))"
     row = backend_of(a)
     if xp is None:
@@ -145,7 +157,7 @@ def _single_device(row: Backend | None, xp: Namespace) -> bool:
 
 
 def is_number(value: object) -> bool:
-    return isinstance(value, _NUMBERS) and not isinstance(value, bool | np.bool_)
+    return isinstance(value, _NUMBERS) and not isinstance(value, _BOOLS)
 
 
 def _mixed(arrays: list[tuple[Array, str]], given: Namespace | None = None) -> TypeError:
@@ -157,8 +169,8 @@ def _mixed(arrays: list[tuple[Array, str]], given: Namespace | None = None) -> T
     )
 
 
-def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tuple[_Kind, frozenset[int]]:
-    """The kind of the main array and the ids of NumPy arrays riding along another library's.
+def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tuple[_Kind, frozenset[str]]:
+    """The kind of the main array and the names of NumPy arrays riding along another library's.
 
     The library of the first array rules, or `given`'s. NumPy arrays may come with arrays
     of a library that takes NumPy operands (Dask, JAX): the other library rules then.
@@ -171,7 +183,7 @@ def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tupl
     libs = {library_of(a) for a, _ in arrays}
     if given is not None:
         libs.add(library)
-    guests: frozenset[int] = frozenset()
+    guests = _NO_GUESTS
     if len(libs) > 1:
         others = libs - {"numpy"}
         row = library_row(next(iter(others))) if len(others) == 1 else None
@@ -179,7 +191,7 @@ def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tupl
         if row is None or not row.takes_numpy or len(libs) != 2 or not hosts:
             raise _mixed(arrays, given)
         library = row.library
-        guests = frozenset(id(a) for a, _ in arrays if library_of(a) == "numpy")
+        guests = frozenset(n for a, n in arrays if library_of(a) == "numpy")
         main, main_name = hosts[0]
         given = given if given is not None and library_of(given) == library else None
     return _kind_of(main, main_name, given), guests
@@ -208,6 +220,8 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
         For something that is not an array, non-floating or mixed dtypes, arrays of two
         libraries, or a bias of the wrong kind.
     """
+    if type(x) is not np.ndarray and tracing():
+        return _prepare(x, weight, bias, xp)[0]
     try:
         key: tuple[Any, ...] = (type(x), x.dtype, x.shape, type(weight), weight.dtype, weight.shape, type(bias), xp)
         if bias is not None and type(bias) not in _PLAIN_NUMBERS:
@@ -243,7 +257,7 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
     """``prepare`` in full; also whether weight's and bias's devices need comparing on each call."""
     given = _given(xp)
     if given is None and type(weight) is type(x) and (bias is None or type(bias) is type(x)):
-        kind, guests = _kind_of(x, "x", None), frozenset[int]()
+        kind, guests = _kind_of(x, "x", None), _NO_GUESTS
     else:
         for a, n in ((x, "x"), (weight, "weight")):
             if a is None or is_number(a):
@@ -255,7 +269,7 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
                 raise TypeError(msg)
             arrays.append((bias, "bias"))
         kind, guests = _namespace(arrays, given)
-        if id(x) in guests:  # x is NumPy beside a Dask or JAX weight: x's kind is NumPy's
+        if "x" in guests:  # x is NumPy beside a Dask or JAX weight: x's kind is NumPy's
             _kind_of(x, "x", None)
     x_shape, w_shape = tuple(x.shape), tuple(weight.shape)
     if len(x_shape) == 0:
@@ -273,7 +287,7 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
             "their sizes must be known: call x.compute_chunk_sizes() (Dask) or reshape x to 2-D first"
         )
         raise ValueError(msg)
-    device = None if kind.single_device or id(x) in guests else _device(x)
+    device = None if kind.single_device or "x" in guests else _device(x)
     _check_like(weight, x, "weight", kind, device, guests)
     if _dims_differ(x_shape[-1], w_shape[-1]):
         layout = (
@@ -314,7 +328,7 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
     )
     bias_array = bias is not None and not is_number(bias) and hasattr(bias, "shape")
     compare = device is not None
-    return prepared, compare and id(weight) not in guests, compare and bias_array and id(bias) not in guests
+    return prepared, compare and "weight" not in guests, compare and bias_array and "bias" not in guests
 
 
 def _device(a: Array) -> Device:
@@ -331,19 +345,19 @@ def _check_number(value: object, name: str, ref_name: str, ref: Array, kind: _Ki
     if not is_number(value):
         msg = f"`{name}` must be an array or a Python int, float or complex; got {_describe(value)}"
         raise TypeError(msg)
-    if isinstance(value, complex | np.complexfloating) and not kind.complex_:
+    if isinstance(value, _COMPLEX_NUMBERS) and not kind.complex_:
         msg = f"`{name}` is the complex number {value!r} but `{ref_name}` is real ({ref.dtype})"
         raise TypeError(msg)
 
 
-def _check_like(a: Any, ref: Array, name: str, kind: _Kind, device: Device, guests: frozenset[int]) -> None:
+def _check_like(a: Any, ref: Array, name: str, kind: _Kind, device: Device, guests: frozenset[str]) -> None:
     """`a` has `ref`'s (x's) dtype, library and device."""
     if not hasattr(a, "dtype") or not hasattr(a, "shape"):
         raise _not_an_array(name, a)
-    if type(a) is not type(ref) and id(a) not in guests and library_of(a) != library_of(ref):
+    if type(a) is not type(ref) and name not in guests and library_of(a) != library_of(ref):
         raise _mixed([(a, name), (ref, "x")])
     if a.dtype != ref.dtype:
-        if id(a) in guests or type(a) is not type(ref):
+        if name in guests or type(a) is not type(ref):
             _kind_of(a, name, None)  # refuses a non-array, non-floating or non-native dtype by name
         else:
             _kind_of(a, name, kind.xp)
@@ -352,9 +366,9 @@ def _check_like(a: Any, ref: Array, name: str, kind: _Kind, device: Device, gues
             "(cast one explicitly: xaffine never upcasts silently)"
         )
         raise TypeError(msg)
-    if isinstance(a, np.matrix | np.ma.MaskedArray):
+    if isinstance(a, _MATRICES):
         _kind_of(a, name, None)
-    if device is not None and id(a) not in guests:
+    if device is not None and name not in guests:
         other = _device(a)
         # Traced arrays under jax.jit report no device.
         if other is not None and other != device:
@@ -396,7 +410,7 @@ def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") ->
     if _shapes_differ(tuple(grad.shape), prepared.out_shape):
         msg = f"`{name}` must have the output's shape {prepared.out_shape}; got {tuple(grad.shape)}"
         raise ValueError(msg)
-    guests = frozenset((id(grad),)) if _guest(grad, x) else frozenset[int]()
+    guests = frozenset((name,)) if _guest(grad, x) else _NO_GUESTS
     kind = _kind_from(prepared)
     _check_like(grad, x, name, kind, prepared.device, guests)
 
@@ -426,7 +440,7 @@ def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prep
     TypeError
         For something that is not a sequence of three, or a tangent of the wrong kind.
     """
-    if isinstance(tangents, str | bytes) or not isinstance(tangents, Iterable):
+    if isinstance(tangents, _TEXT) or not isinstance(tangents, Iterable):
         msg = f"`tangents` must be a tuple (dx, dweight, dbias) of arrays or None; got {_describe(tangents)}"
         raise TypeError(msg)
     given = tuple(tangents)
@@ -457,7 +471,7 @@ def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prep
         if _shapes_differ(tuple(tangent.shape), expected):
             msg = f"`{label}` must have the shape of `{name}`, {expected}; got {tuple(tangent.shape)}"
             raise ValueError(msg)
-        guests = frozenset((id(tangent),)) if _guest(tangent, x) else frozenset[int]()
+        guests = frozenset((label,)) if _guest(tangent, x) else _NO_GUESTS
         _check_like(tangent, x, label, kind, prepared.device, guests)
     return given
 
