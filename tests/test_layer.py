@@ -318,6 +318,42 @@ def test_backward_from_another_thread_is_refused():
     layer.backward(np.ones((4, 2), np.float32))  # the thread that ran forward may go on
 
 
+def test_a_forward_in_another_thread_between_the_steps_of_a_forward(monkeypatch):
+    """Another thread's forward landing while this thread's forward records its thread id
+    (planted deterministically there) must not leave this thread's id beside the other
+    thread's saved input: the backward here uses this thread's input, the other one is refused."""
+    layer = Affine(3, 2, xp="numpy", seed=0, dtype="float64")
+    mine, theirs = (np.random.default_rng(seed).standard_normal((4, 3)) for seed in (1, 2))
+    grad = np.ones((4, 2))
+    get_ident, main = threading.get_ident, threading.get_ident()
+    fired, errors = [], []
+
+    def other_forward_first() -> int:
+        if get_ident() == main and not fired:
+            fired.append(True)
+            thread = threading.Thread(target=layer, args=(theirs,))
+            thread.start()
+            thread.join()
+        return get_ident()
+
+    def other_backward():
+        try:
+            layer.backward(grad)
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    monkeypatch.setattr(threading, "get_ident", other_forward_first)
+    layer(mine)
+    assert fired
+    layer.backward(grad)
+    np.testing.assert_allclose(layer.grads["weight"], grad.T @ mine)
+    thread = threading.Thread(target=other_backward)
+    thread.start()
+    thread.join()
+    assert errors
+    assert "another thread" in errors[0]
+
+
 def test_one_layer_per_thread_is_safe():
     """Layers in separate threads, and the functions anywhere, give each thread its own result."""
     results = {}

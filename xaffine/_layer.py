@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import functools
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -19,12 +18,27 @@ from ._backends import (
     find_backend,
     library_of,
     resolve,
+    tracing,
     transfer,
 )
-from ._core import affine_vjp
+from ._core import AffineGrads, affine_vjp
 from ._typing import Array, Device, Namespace
 
 __all__ = ["Affine"]
+
+
+class _Forward(NamedTuple):
+    """What a forward leaves for its backward, stored in one assignment, so that a
+    backward never pairs one thread's saved input with another thread's id."""
+
+    vjp: Callable[..., AffineGrads]
+    thread: int | None  # None: recorded while torch.compile traced, where no thread is running it
+
+
+def _thread_id(traceable: bool) -> int | None:
+    # torch.compile cannot trace threading.get_ident (a graph break), and a compiled
+    # region replays no Python, so there is no thread to compare: the check is skipped.
+    return None if traceable and tracing() else threading.get_ident()
 
 
 def _resolve(xp: object, device: Device | None) -> tuple[Backend | None, Namespace, Device]:
@@ -146,8 +160,8 @@ class Affine:
         self.xp, self.device = xp, device
         self._params = params
         self._frozen: frozenset[str] = frozenset()
-        self._vjp: Any = None
-        self._thread: int | None = None
+        self._last: _Forward | None = None
+        self._traceable = library_of(xp) == "torch"
         self.input_grad = True
         self.zero_grad()
 
@@ -266,10 +280,22 @@ class Affine:
     def freeze(self, *names: str) -> None:
         """Stop computing gradients for these parameters (all when none are named)."""
         self._frozen = self._frozen | self._names(names)
+        self._wrt = _wanted(self._input_grad, "bias" in self._params, self._frozen)
 
     def unfreeze(self, *names: str) -> None:
         """Compute gradients again for these parameters (all when none are named)."""
         self._frozen = self._frozen - self._names(names)
+        self._wrt = _wanted(self._input_grad, "bias" in self._params, self._frozen)
+
+    @property
+    def input_grad(self) -> bool:
+        """Whether :meth:`backward` computes the gradient for the input."""
+        return self._input_grad
+
+    @input_grad.setter
+    def input_grad(self, value: bool) -> None:
+        self._input_grad = bool(value)
+        self._wrt = _wanted(self._input_grad, "bias" in self._params, self._frozen)
 
     @property
     def frozen(self) -> frozenset[str]:
@@ -288,8 +314,8 @@ class Affine:
     def forward(self, x: Array) -> Array:
         """``x @ weight.T + bias`` for `x` of shape (..., in_features); keeps what backward needs."""
         params = self._params
-        out, self._vjp = affine_vjp(x, params["weight"], params.get("bias"))
-        self._thread = threading.get_ident()
+        out, vjp = affine_vjp(x, params["weight"], params.get("bias"))
+        self._last = _Forward(vjp, _thread_id(self._traceable))
         return out
 
     __call__ = forward
@@ -305,17 +331,18 @@ class Affine:
         ValueError, TypeError
             For a `grad` of the wrong shape, dtype, device or library.
         """
-        if self._vjp is None:
+        last = self._last  # read once: another thread's forward may replace it meanwhile
+        if last is None:
             msg = "backward() needs a forward() first: call the layer on an input"
             raise RuntimeError(msg)
-        if self._thread != threading.get_ident():
+        thread = _thread_id(self._traceable)
+        if last.thread != thread and last.thread is not None and thread is not None:
             msg = (
                 "backward() was called from another thread than the last forward(): a layer keeps "
                 "one saved input, so use one layer per thread (the functions are thread-safe)"
             )
             raise RuntimeError(msg)
-        has_bias = "bias" in self._params
-        result = self._vjp(grad, wrt=_wanted(bool(self.input_grad), has_bias, self._frozen))
+        result = last.vjp(grad, wrt=self._wrt)
         grads = self.grads
         for name, new in (("weight", result.weight), ("bias", result.bias)):
             if new is not None:
@@ -375,7 +402,6 @@ class Affine:
         )
 
 
-@functools.cache
 def _wanted(input_grad: bool, has_bias: bool, frozen: frozenset[str]) -> frozenset[str]:
     """The gradients a layer's backward asks for."""
     names = {"weight", "bias"} if has_bias else {"weight"}
