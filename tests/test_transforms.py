@@ -1,0 +1,436 @@
+"""The four functions and the layer under compilers and function transforms.
+
+torch.compile (one graph from the first call, no recompilation), torch.func and JAX's
+transforms, each checked against the same transform of the hand-written layer.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+import textwrap
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from xaffine import Affine, _backends, _validate, affine, affine_backward, affine_jvp, affine_vjp
+
+# -- the four functions, and the same math written by hand -------------------------------
+
+
+def _pair(g: Any, x: Any, w: Any, b: Any) -> tuple[Any, ...]:
+    return (affine(x, w, b), *affine_backward(g, x, w, b))
+
+
+def _pair_by_hand(g: Any, x: Any, w: Any, b: Any) -> tuple[Any, ...]:
+    return x @ w.T + b, g @ w, g.T @ x, g.sum(0)
+
+
+def _vjp(g: Any, x: Any, w: Any, b: Any) -> tuple[Any, ...]:
+    out, vjp = affine_vjp(x, w, b)
+    return (out, *vjp(g))
+
+
+def _jvp(x: Any, w: Any, b: Any, dx: Any, dw: Any, db: Any) -> tuple[Any, ...]:
+    return affine_jvp(x, w, b, (dx, dw, db))
+
+
+def _jvp_by_hand(x: Any, w: Any, b: Any, dx: Any, dw: Any, db: Any) -> tuple[Any, ...]:
+    return x @ w.T + b, dx @ w.T + x @ dw.T + db
+
+
+# name: (xaffine's, hand-written, argument shapes); shapes of (batch 4, in 3, out 5)
+FUNCTIONS: dict[str, tuple[Callable[..., Any], Callable[..., Any], tuple[tuple[int, ...], ...]]] = {
+    "affine": (lambda x, w, b: affine(x, w, b), lambda x, w, b: x @ w.T + b, ((4, 3), (5, 3), (5,))),
+    "affine_backward": (_pair, _pair_by_hand, ((4, 5), (4, 3), (5, 3), (5,))),
+    "affine_vjp": (_vjp, _pair_by_hand, ((4, 5), (4, 3), (5, 3), (5,))),
+    "affine_jvp": (_jvp, _jvp_by_hand, ((4, 3), (5, 3), (5,), (4, 3), (5, 3), (5,))),
+}
+WEIGHT = {"affine": 1, "affine_backward": 2, "affine_vjp": 2, "affine_jvp": 1}  # the weight's position
+
+
+def _host(shapes: tuple[tuple[int, ...], ...], seed: int = 0) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.standard_normal(s) for s in shapes]
+
+
+def _squares(outputs: Any, xp: Any) -> Any:
+    leaves = outputs if isinstance(outputs, tuple | list) else (outputs,)
+    return sum(xp.sum(a * a) for a in leaves)
+
+
+def _close(actual: Any, expected: Any) -> None:
+    def flat(t: Any) -> list[Any]:
+        if isinstance(t, tuple | list):
+            return [leaf for item in t for leaf in flat(item)]
+        return [t]
+
+    got, want = flat(actual), flat(expected)
+    assert len(got) == len(want)
+    for a, e in zip(got, want, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(e), rtol=1e-5, atol=1e-6)
+
+
+# -- torch.compile ------------------------------------------------------------------------
+
+
+def _torch() -> Any:
+    return pytest.importorskip("torch", reason="torch.compile and torch.func need torch")
+
+
+@pytest.fixture
+def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The memo tables as in a fresh process, so that the first compiled call is also the
+    first call (restored afterwards); torch.compile's own caches emptied, since they are
+    kept per code object, which parametrized tests share."""
+    _torch()._dynamo.reset()
+    monkeypatch.setattr(_validate, "_SIGNATURES", {})
+    monkeypatch.setattr(_validate, "_KINDS", {})
+    monkeypatch.setattr(_backends, "_NAMESPACES", {})
+
+
+def _layer_step(torch: Any) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """A training step on a layer (zero_grad, freeze, forward, backward, update), and the
+    same step of a second, identical layer: one to compile, one to run eagerly."""
+
+    def make() -> Callable[..., Any]:
+        layer = Affine(3, 5, xp="torch", dtype="float64", seed=0)
+
+        def step(g: Any, x: Any, w: Any, b: Any) -> tuple[Any, ...]:
+            # Each step leaves the layer's settings as it found them: a compiled step is
+            # guarded on them (another set of frozen names is another graph).
+            layer.zero_grad()
+            layer.freeze("bias")
+            out = layer(x)
+            dx = layer.backward(g)
+            layer.unfreeze()
+            layer.weight = layer.weight - 0.1 * layer.grads["weight"]
+            return out, dx, layer.weight
+
+        return step
+
+    return make(), make()
+
+
+CASES = [*FUNCTIONS, "affine_backward wrt=x", "affine_backward wrt=weight", "affine_backward wrt=bias", "layer"]
+
+
+def _case(name: str, torch: Any) -> tuple[Callable[..., Any], Callable[..., Any], tuple[tuple[int, ...], ...]]:
+    """(function to compile, the same run eagerly, argument shapes)."""
+    if name == "layer":
+        compiled, eager = _layer_step(torch)
+        return compiled, eager, FUNCTIONS["affine_backward"][2]
+    if name.startswith("affine_backward wrt="):
+        wrt = name.partition("=")[2]
+
+        def backward(g: Any, x: Any, w: Any, b: Any) -> Any:
+            return getattr(affine_backward(g, x, w, b, wrt=wrt), wrt)
+
+        return backward, backward, FUNCTIONS["affine_backward"][2]
+    fn, _, shapes = FUNCTIONS[name]
+    return fn, fn, shapes
+
+
+def _resized(shapes: tuple[tuple[int, ...], ...], batch: int) -> tuple[tuple[int, ...], ...]:
+    # The batch axis is the first of every array with two axes but the weight (5, 3).
+    return tuple((batch, *s[1:]) if len(s) == 2 and s != (5, 3) else s for s in shapes)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_torch_compile_one_graph_from_the_first_call(name, fresh_caches):
+    """fullgraph=True from a cold start, one compilation across new values, freed inputs
+    and eager calls of other signatures in between; equal to eager results."""
+    torch = _torch()
+    from torch._dynamo.testing import CompileCounter
+
+    compiled_fn, eager_fn, shapes = _case(name, torch)
+    counter = CompileCounter()
+    compiled = torch.compile(compiled_fn, backend=counter, fullgraph=True)
+    for seed in range(3):
+        args = [torch.asarray(h) for h in _host(shapes, seed)]
+        _close(compiled(*args), eager_fn(*args))
+        del args
+        gc.collect()
+        # Eager calls of other shapes, dtypes and libraries fill the memo tables meanwhile.
+        affine(torch.ones(2, 6), torch.ones(7, 6), torch.ones(7))
+        affine(np.ones((2, 3), np.float32), np.ones((4, 3), np.float32))
+        affine_backward(
+            torch.ones(9, 2, dtype=torch.float64),
+            torch.ones(9, 3, dtype=torch.float64),
+            torch.ones(2, 3, dtype=torch.float64),
+        )
+    assert counter.frame_count == 1
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_torch_compile_dynamic_batch_sizes_share_one_graph(name, fresh_caches):
+    torch = _torch()
+    from torch._dynamo.testing import CompileCounter
+
+    compiled_fn, eager_fn, shapes = _case(name, torch)
+    counter = CompileCounter()
+    compiled = torch.compile(compiled_fn, backend=counter, fullgraph=True, dynamic=True)
+    for batch in (2, 7, 16):
+        args = [torch.asarray(h) for h in _host(_resized(shapes, batch), batch)]
+        _close(compiled(*args), eager_fn(*args))
+    assert counter.frame_count == 1
+
+
+def test_torch_compile_mark_dynamic_batch_axis(fresh_caches):
+    torch = _torch()
+    from torch._dynamo.testing import CompileCounter
+
+    counter = CompileCounter()
+    compiled = torch.compile(_pair, backend=counter, fullgraph=True)
+    for batch in (8, 3, 11):
+        g, x, w, b = (torch.asarray(h) for h in _host(_resized(FUNCTIONS["affine_backward"][2], batch)))
+        torch._dynamo.mark_dynamic(x, 0)
+        torch._dynamo.mark_dynamic(g, 0)
+        _close(compiled(g, x, w, b), _pair(g, x, w, b))
+    assert counter.frame_count == 1
+
+
+def test_torch_compile_aot_autograd_through_the_functions(fresh_caches):
+    """aot_eager functionalises the in-place bias add and differentiates the graph."""
+    torch = _torch()
+    g, x, w, b = (torch.asarray(h).requires_grad_() for h in _host(FUNCTIONS["affine_backward"][2]))
+    compiled = torch.compile(lambda x, w, b: affine(x, w, b), backend="aot_eager", fullgraph=True)
+    compiled(x, w, b).backward(g.detach())
+    expected = affine_backward(g.detach(), x.detach(), w.detach(), b.detach())
+    _close((x.grad, w.grad, b.grad), tuple(expected))
+
+
+@pytest.mark.parametrize("fullgraph", [False, True])
+def test_torch_compile_checks_the_inputs_at_trace_time(fullgraph, fresh_caches):
+    """Bad input is refused with xaffine's message: as such where torch.compile falls back to
+    eager code, inside torch's error for an exception in a full graph."""
+    torch = _torch()
+    compiled = torch.compile(lambda x, w: affine(x, w), backend="eager", fullgraph=fullgraph)
+    compiled(torch.ones(2, 3), torch.ones(4, 3))
+    errors: tuple[type[Exception], ...] = (torch._dynamo.exc.Unsupported,) if fullgraph else (ValueError, TypeError)
+    with pytest.raises(errors, match=r"`x` has 6 features \(shape \(2, 6\)\) but `weight` expects 3"):
+        compiled(torch.ones(2, 6), torch.ones(4, 3))
+    with pytest.raises(errors, match="must share one dtype"):
+        compiled(torch.ones(2, 3, dtype=torch.float64), torch.ones(4, 3))
+
+
+def test_torch_compile_in_a_fresh_process():
+    """The cold start for real: xaffine imported before torch, nothing called eagerly."""
+    _torch()
+    code = textwrap.dedent(
+        """
+        import xaffine
+        import torch
+        from torch._dynamo.testing import CompileCounter
+
+        x, w, b, g = torch.randn(4, 3), torch.randn(5, 3), torch.randn(5), torch.randn(4, 5)
+        layer = xaffine.Affine(3, 5, xp="torch")
+
+        def step(x, w, b, g):
+            out, vjp = xaffine.affine_vjp(x, w, b)
+            layer.zero_grad()
+            layer(x)
+            layer.backward(g)
+            return (xaffine.affine(x, w, b), *xaffine.affine_backward(g, x, w, b), out, *vjp(g),
+                    *xaffine.affine_jvp(x, w, b, (x, w, b)), layer.grads["weight"])
+
+        counter = CompileCounter()
+        torch.compile(step, backend=counter, fullgraph=True)(x, w, b, g)
+        print(counter.frame_count)
+        """
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "1"
+
+
+def test_thread_guard_still_refuses_after_a_compiled_step():
+    """Compiled steps skip the thread comparison (no thread runs compiled code's Python);
+    eager calls of the same layer keep it."""
+    torch = _torch()
+    import threading
+
+    layer = Affine(3, 2, xp="torch", seed=0)
+    step = torch.compile(lambda x, g: (layer(x), layer.backward(g)), backend="eager", fullgraph=True)
+    step(torch.ones(4, 3), torch.ones(4, 2))
+    layer(torch.ones(4, 3))
+    errors = []
+
+    def other() -> None:
+        try:
+            layer.backward(torch.ones(4, 2))
+        except RuntimeError as exc:
+            errors.append(str(exc))
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    thread.join()
+    assert errors
+    assert "another thread" in errors[0]
+    layer.backward(torch.ones(4, 2))
+
+
+# -- torch.func ---------------------------------------------------------------------------
+
+
+def _torch_transforms(torch: Any) -> dict[str, Callable[[Callable[..., Any], list[Any], str], Any]]:
+    func = torch.func
+
+    def each_arg(fn: Callable[..., Any], args: list[Any]) -> tuple[int, ...]:
+        return tuple(range(len(args)))
+
+    def batch(args: list[Any], dims: tuple[int | None, ...]) -> list[Any]:
+        return [a if d is None else torch.stack([a, 2 * a, -a]) for a, d in zip(args, dims, strict=True)]
+
+    def vmap(dims_of: Callable[[str, int], tuple[int | None, ...]]) -> Callable[..., Any]:
+        def run(fn: Callable[..., Any], args: list[Any], name: str) -> Any:
+            dims = dims_of(name, len(args))
+            return func.vmap(fn, in_dims=dims)(*batch(args, dims))
+
+        return run
+
+    return {
+        "grad": lambda fn, args, _: func.grad(lambda *a: _squares(fn(*a), torch), argnums=each_arg(fn, args))(*args),
+        "vjp": lambda fn, args, _: func.vjp(fn, *args)[1](fn(*args)),
+        "jvp": lambda fn, args, _: func.jvp(fn, tuple(args), tuple(a * 0.5 for a in args)),
+        "jacrev": lambda fn, args, _: func.jacrev(fn, argnums=each_arg(fn, args))(*args),
+        "jacfwd": lambda fn, args, _: func.jacfwd(fn, argnums=each_arg(fn, args))(*args),
+        "vmap first": vmap(lambda name, n: (0,) + (None,) * (n - 1)),
+        "vmap weights": vmap(lambda name, n: tuple(0 if i == WEIGHT[name] else None for i in range(n))),
+        "vmap all": vmap(lambda name, n: (0,) * n),
+        # affine_jvp: a batch of (dweight, dbias) beside one dx, whose product is not batched
+        "vmap tangents": vmap(lambda name, n: (None,) * (n - 2) + (0, 0) if n == 6 else (0,) + (None,) * (n - 1)),
+        "vmap grad": lambda fn, args, _: func.vmap(
+            func.grad(lambda a, *rest: _squares(fn(a, *rest), torch)), in_dims=(0,) + (None,) * (len(args) - 1)
+        )(torch.stack([args[0], -args[0]]), *args[1:]),
+        "hessian": lambda fn, args, _: func.hessian(lambda a: _squares(fn(a, *args[1:]), torch))(args[0]),
+    }
+
+
+# torch.func's forward mode scripts its decompositions on first use, which torch 2.13 deprecates.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize(
+    "transform",
+    [
+        "grad",
+        "vjp",
+        "jvp",
+        "jacrev",
+        "jacfwd",
+        "vmap first",
+        "vmap weights",
+        "vmap all",
+        "vmap tangents",
+        "vmap grad",
+        "hessian",
+    ],
+)
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_torch_func(name, transform):
+    torch = _torch()
+    fn, by_hand, shapes = FUNCTIONS[name]
+    args = [torch.asarray(h) for h in _host(shapes)]
+    run = _torch_transforms(torch)[transform]
+    _close(run(fn, args, name), run(by_hand, args, name))
+
+
+# -- JAX ----------------------------------------------------------------------------------
+
+
+def _jax() -> Any:
+    return pytest.importorskip("jax", reason="the JAX transforms need jax")
+
+
+def _jax_transforms(jax: Any) -> dict[str, Callable[[Callable[..., Any], list[Any], str], Any]]:
+    jnp = jax.numpy
+
+    def batch(args: list[Any], dims: tuple[int | None, ...]) -> list[Any]:
+        return [a if d is None else jnp.stack([a, 2 * a, -a]) for a, d in zip(args, dims, strict=True)]
+
+    def vmap(dims_of: Callable[[str, int], tuple[int | None, ...]]) -> Callable[..., Any]:
+        def run(fn: Callable[..., Any], args: list[Any], name: str) -> Any:
+            dims = dims_of(name, len(args))
+            return jax.vmap(fn, in_axes=dims)(*batch(args, dims))
+
+        return run
+
+    def squares(fn: Callable[..., Any]) -> Callable[..., Any]:
+        return lambda *a: _squares(fn(*a), jnp)
+
+    every = lambda args: tuple(range(len(args)))  # noqa: E731
+    return {
+        "jit": lambda fn, args, _: jax.jit(fn)(*args),
+        "grad": lambda fn, args, _: jax.grad(squares(fn), argnums=every(args))(*args),
+        "vjp": lambda fn, args, _: jax.vjp(fn, *args)[1](fn(*args)),
+        "jvp": lambda fn, args, _: jax.jvp(fn, tuple(args), tuple(a * 0.5 for a in args)),
+        "vmap first": vmap(lambda name, n: (0,) + (None,) * (n - 1)),
+        "vmap weights": vmap(lambda name, n: tuple(0 if i == WEIGHT[name] else None for i in range(n))),
+        "vmap tangents": vmap(lambda name, n: (None,) * (n - 3) + (0, 0, 0) if n == 6 else (0,) * n),
+        "hessian": lambda fn, args, _: jax.hessian(lambda a: squares(fn)(a, *args[1:]))(args[0]),
+        "checkpoint": lambda fn, args, _: jax.grad(squares(jax.checkpoint(fn)), argnums=every(args))(*args),
+        "jit vmap grad": lambda fn, args, _: jax.jit(
+            jax.vmap(jax.grad(lambda a, *r: squares(fn)(a, *r)), in_axes=(0,) + (None,) * (len(args) - 1))
+        )(jnp.stack([args[0], -args[0]]), *args[1:]),
+        "jacfwd jacrev": lambda fn, args, _: jax.jacfwd(jax.jacrev(lambda a: squares(fn)(a, *args[1:])))(args[0]),
+    }
+
+
+@pytest.mark.parametrize(
+    "transform",
+    [
+        "jit",
+        "grad",
+        "vjp",
+        "jvp",
+        "vmap first",
+        "vmap weights",
+        "vmap tangents",
+        "hessian",
+        "checkpoint",
+        "jit vmap grad",
+        "jacfwd jacrev",
+    ],
+)
+@pytest.mark.parametrize("name", list(FUNCTIONS))
+def test_jax_transforms(name, transform):
+    jax = _jax()
+    fn, by_hand, shapes = FUNCTIONS[name]
+    args = [jax.numpy.asarray(h, dtype=jax.numpy.float32) for h in _host(shapes)]
+    run = _jax_transforms(jax)[transform]
+    _close(run(fn, args, name), run(by_hand, args, name))
+
+
+def test_jax_jitted_training_step_with_the_state_dict(monkeypatch):
+    """Parameters in, new parameters out; once traced, no xaffine Python runs per call."""
+    jax = _jax()
+    jnp = jax.numpy
+    layer = Affine(3, 5, xp="jax", seed=0)
+    x, y = (jnp.asarray(h, dtype=jnp.float32) for h in _host(((8, 3), (8, 5))))
+
+    @jax.jit
+    def step(state: dict[str, Any], x: Any, y: Any) -> dict[str, Any]:
+        out, vjp = affine_vjp(x, state["weight"], state["bias"])
+        grads = vjp(2 * (out - y) / out.size, wrt=("weight", "bias"))
+        return {"weight": state["weight"] - 0.1 * grads.weight, "bias": state["bias"] - 0.1 * grads.bias}
+
+    state = step(layer.state_dict(), x, y)
+    calls = []
+    real = _validate.prepare
+    monkeypatch.setattr("xaffine._core.prepare", lambda *a, **k: calls.append(1) or real(*a, **k))
+    expected = {k: np.asarray(v) for k, v in state.items()}
+    for _ in range(3):
+        weight, bias = expected["weight"], expected["bias"]
+        out = np.asarray(x) @ weight.T + bias
+        g = 2 * (out - np.asarray(y)) / out.size
+        expected = {"weight": weight - 0.1 * g.T @ np.asarray(x), "bias": bias - 0.1 * g.sum(0)}
+        state = step(state, x, y)
+        _close((state["weight"], state["bias"]), (expected["weight"], expected["bias"]))
+    assert calls == []
+    assert step._cache_size() == 1
+    layer.load_state_dict(state)
+    _close(layer.weight, state["weight"])
