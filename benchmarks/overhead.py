@@ -11,8 +11,10 @@ Two tables:
   hand in the backend's own library (``out = x @ w.T; out += b; dx = g @ w;
   dw = g.T @ x; db = g.sum(0)``), in paired interleaved rounds: each round times every
   variant once, in a rotating order, so that load on a shared machine hits them alike.
-  The table gives each variant's best round and the median of its per-round ratios to
-  the hand-written code.
+  The first table gives each variant's best round and the median of its per-round ratios
+  to the hand-written code; the second, the median of its per-round differences from the
+  hand-written code, in microseconds per call: the absolute cost of the checks and
+  dispatch, which the eager budget is stated in.
 
 Run from the repository root::
 
@@ -159,7 +161,8 @@ def calls_for(fn: Callable[[], Any], calls: int, budget: float) -> int:
 
 
 def paired(fns: dict[str, Callable[[], Any]], rounds: int, calls: int, budget: float) -> dict[str, Any]:
-    """Interleaved rounds; per variant: best per-call seconds and the median ratio to the first."""
+    """Interleaved rounds; per variant: best per-call seconds, and the medians of the per-round
+    ratios to the first variant and of the per-round differences from it (seconds)."""
     number = min(calls_for(f, calls, budget) for f in fns.values())
     names = list(fns)
     times: dict[str, list[float]] = {k: [] for k in names}
@@ -169,7 +172,8 @@ def paired(fns: dict[str, Callable[[], Any]], rounds: int, calls: int, budget: f
             times[k].append(timeit.timeit(fns[k], number=number, timer=TIMER[0]) / number)
     base = names[0]
     ratios = {k: statistics.median(t / h for t, h in zip(times[k], times[base], strict=True)) for k in names}
-    return {"best": {k: min(v) for k, v in times.items()}, "ratio": ratios, "calls": number}
+    extra = {k: statistics.median(t - h for t, h in zip(times[k], times[base], strict=True)) for k in names}
+    return {"best": {k: min(v) for k, v in times.items()}, "ratio": ratios, "extra": extra, "calls": number}
 
 
 def best(fn: Callable[[], Any], repeat: int, calls: int) -> float:
@@ -255,16 +259,23 @@ def main(argv: list[str] | None = None) -> int:
     for jit in modes:
         mode = " under jax.jit" if jit else (" eager" if lib.name == "jax" else "")
         print(f"\n## xaffine vs hand-written{mode}: {args.rounds} paired rounds; best us per call (median ratio)")
-        header = None
+        header: list[str] = []
+        extra = []
         for s in shapes:
             x, w, b, g = inputs(lib, s)
             result = paired(variants(lib, x, w, b, g, jit), args.rounds, args.calls, args.budget)
-            if header is None:
+            if not header:
                 header = list(result["best"])
                 print("| shape | calls/round | " + " | ".join(header) + " |")
                 print("|---" * (len(header) + 2) + "|")
             cells = [f"{result['best'][k] * 1e6:.1f} ({result['ratio'][k]:.3f})" for k in header]
             print(f"| {s} {_describe(s)} | {result['calls']} | " + " | ".join(cells) + " |")
+            extra.append((s, result["extra"]))
+        print(f"\n## xaffine minus hand-written{mode}: median of the per-round differences, us per call")
+        print("| shape | " + " | ".join(header[1:]) + " |")
+        print("|---" * len(header) + "|")
+        for s, diff in extra:
+            print(f"| {s} {_describe(s)} | " + " | ".join(f"{diff[k] * 1e6:+.2f} us" for k in header[1:]) + " |")
     return 0
 
 

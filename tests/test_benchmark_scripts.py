@@ -39,11 +39,14 @@ def _run(script: str, *args: str) -> str:
 def test_overhead_runs_every_way_of_calling(library):
     pytest.importorskip(library, reason=f"the benchmark times {library}")
     out = _run("overhead.py", "--backend", library, "--shapes", "single", "--rounds", "1", "--calls", "5", "--parts")
-    rows = [line for line in out.splitlines() if line.startswith("| single")]
+    rows = [line for line in out.splitlines() if line.startswith("| single") and " us " not in line + " "]
+    extra = [line for line in out.splitlines() if line.startswith("| single") and line.endswith(" us |")]
     # Hand-written and the three ways of calling; under jax.jit (JAX's first table) the
     # stateful layer object is left out.
     expected = [3, 4] if library == "jax" else [4]
     assert [len(re.findall(r"\d+\.\d+ \(\d+\.\d+\)", row)) for row in rows] == expected, out
+    # and the differences in microseconds, one fewer per row (none for the hand-written code)
+    assert [len(re.findall(r"[+-]\d+\.\d\d us", row)) for row in extra] == [n - 1 for n in expected], out
 
 
 @pytest.mark.parametrize("library", ["numpy", "torch", "jax"])

@@ -133,3 +133,31 @@ def test_a_dtype_the_backend_lacks_fails_before_timing(monkeypatch, capsys):
     assert capsys.readouterr().err == (
         "xaffine bench: error: backend array_api_strict has no float16 in its Array API namespace\n"
     )
+
+
+def test_compiled_column_under_jax_jit(capsys):
+    """JAX runs both under jax.jit already: the column repeats xaffine/hand and the jaxprs are compared."""
+    pytest.importorskip("jax", reason="the compiled column of a JAX backend needs jax")
+    assert main(["bench", "--backends", "jax", "--shape", "4x8x16", "--dtypes", "float32", "--compiled", *QUICK]) == 0
+    out = capsys.readouterr().out
+    assert "compiled xaffine/hand" in out.splitlines()[0]
+    assert "graphs, jax float32 4x8x16: " in out
+
+
+# inductor's first compilation scripts helpers with TorchScript, which torch 2.13 deprecates.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script:DeprecationWarning")
+def test_compiled_column_under_torch_compile():
+    torch = pytest.importorskip("torch", reason="the compiled column of the torch backend needs torch")
+    import shutil
+
+    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        pytest.skip("torch.compile's inductor backend needs a C compiler on the CPU")
+    del torch
+    results = bench_command.bench(
+        ["torch"], ["float32"], ["4x8x16"], rounds=1, min_time=0.001, torch=False, compiled=True
+    )
+    (result,) = results
+    assert result.ratios["compiled xaffine/hand"] > 0
+    assert set(result.times) == {"xaffine", "bound", "hand", "xaffine compiled", "hand compiled"}
+    assert result.graphs is not None
+    assert "operations" in result.graphs

@@ -92,6 +92,9 @@ class BenchResult:
     times: dict[str, float] = field(default_factory=dict)
     ratios: dict[str, float] = field(default_factory=dict)
     peak_memory_ratio: float | None = None
+    graphs: str | None = None
+    """With ``compiled``: whether the compiler captured the same operations for xaffine as for
+    the hand-written code, or how they differ."""
 
     def gflops(self) -> float:
         return self.flops / self.times["xaffine"] / 1e9
@@ -145,7 +148,8 @@ def _variants(
     lead: tuple[int, ...],
     with_torch: bool,
     with_jax: bool,
-) -> dict[str, Variant]:
+    compiled: bool = False,
+) -> tuple[dict[str, Variant], str | None]:
     x, w, b, g = (xp.asarray(host[key], device=device) for key in ("x", "w", "b", "g"))
     x2, g2 = _flatten(x, xp), _flatten(g, xp)
     n, k = host["w"].shape
@@ -173,7 +177,63 @@ def _variants(
         variants["torch"] = (_torch_variant(row.gpu, host), find_backend("torch:cuda" if row.gpu else "torch").wait)
     if with_jax:
         variants["jax"] = (_jax_variant(row.gpu, host), find_backend("jax").wait)
-    return variants
+    graphs = None
+    if compiled:
+        more, graphs = _compiled_variants(row, layer, hand, (x, w, b, g))
+        variants.update(more)
+    return variants, graphs
+
+
+def _compiled_variants(
+    row: Backend, layer: Callable[..., Any], hand: Callable[..., Any], args: tuple[Any, ...]
+) -> tuple[dict[str, Variant], str]:
+    """xaffine and the hand-written code under the same compiler, and how their graphs compare.
+
+    torch: ``torch.compile(fullgraph=True)`` with inductor, and with ``mode="reduce-overhead"``
+    (CUDA graphs) on a GPU. JAX: both already run under ``jax.jit``; compared here are their
+    jaxprs.
+    """
+    if row.library == "jax":
+        import jax
+
+        ours, theirs = (_primitives(jax.make_jaxpr(f)(*args).jaxpr) for f in (layer, hand))
+        return {}, _compare(ours, theirs)
+    import torch
+
+    seen: dict[str, list[str]] = {}
+
+    def recorder(name: str) -> Callable[..., Any]:
+        def backend(gm: Any, example_inputs: Any) -> Any:
+            calls = [n.target for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
+            seen[name] = [getattr(t, "__name__", str(t)) for t in calls]
+            return gm.forward
+
+        return backend
+
+    for name, fn in (("xaffine", layer), ("hand", hand)):
+        torch.compile(fn, backend=recorder(name), fullgraph=True)(*args)
+    mode = "reduce-overhead" if row.gpu else None
+    ours_c, hand_c = (torch.compile(f, fullgraph=True, mode=mode) for f in (layer, hand))
+    variants: dict[str, Variant] = {
+        "xaffine compiled": (lambda: ours_c(*args), row.wait),
+        "hand compiled": (lambda: hand_c(*args), row.wait),
+    }
+    return variants, _compare(seen["xaffine"], seen["hand"])
+
+
+def _primitives(jaxpr: Any) -> list[str]:
+    """The primitives of a jaxpr, those of nested jitted calls in their place."""
+    names = []
+    for e in jaxpr.eqns:
+        inner = e.params.get("jaxpr")
+        names += _primitives(getattr(inner, "jaxpr", inner)) if inner is not None else [str(e.primitive)]
+    return names
+
+
+def _compare(ours: list[str], theirs: list[str]) -> str:
+    if sorted(ours) == sorted(theirs):
+        return f"same {len(ours)} operations"
+    return f"xaffine {len(ours)} operations ({', '.join(ours)}); hand {len(theirs)} ({', '.join(theirs)})"
 
 
 def _torch_variant(on_gpu: bool, host: dict[str, np.ndarray[Any, Any]]) -> Callable[[], Any]:
@@ -229,10 +289,15 @@ def bench(
     min_time: float = 0.05,
     torch: bool = True,
     jax: bool = False,
+    compiled: bool = False,
     seed: int = 0,
     progress: Callable[[str], None] | None = None,
 ) -> list[BenchResult]:
     """Time forward+backward of every backend x dtype x shape; see the module docstring.
+
+    `compiled` (torch and JAX backends) adds xaffine against the hand-written code under
+    the same compiler: ``torch.compile`` (the ratio ``compiled xaffine/hand``), or, for JAX,
+    whose variants already run under ``jax.jit``, the comparison of the two jaxprs.
 
     Raises
     ------
@@ -252,21 +317,38 @@ def bench(
                 if progress is not None:
                     progress(f"{row.name} {dtype} {shape_name}")
                 host = host_inputs(lead, k, n, dtype, seed)
-                variants = _variants(row, xp, device, host, lead, with_torch, jax)
+                variants, graphs = _variants(
+                    row, xp, device, host, lead, with_torch, jax, compiled and row.library in ("torch", "jax")
+                )
                 result = BenchResult(
                     row.name, device_name(device), dtype, shape_name, [*lead, k, n], 6 * math.prod(lead) * k * n
                 )
                 samples = round_robin(variants, rounds=rounds, min_time=min_time)
                 result.times = {key: statistics.median(v) for key, v in samples.items()}
                 result.ratios = {
-                    f"xaffine/{key}": statistics.median(a / c for a, c in zip(samples["xaffine"], v, strict=True))
+                    f"xaffine/{key}": _paired(samples["xaffine"], v)
                     for key, v in samples.items()
-                    if key != "xaffine"
+                    if key != "xaffine" and not key.endswith(" compiled")
                 }
+                if "xaffine compiled" in samples:
+                    result.ratios["compiled xaffine/hand"] = _paired(
+                        samples["xaffine compiled"], samples["hand compiled"]
+                    )
+                    if row.gpu:
+                        result.ratios["compiled xaffine/eager"] = _paired(
+                            samples["xaffine compiled"], samples["xaffine"]
+                        )
+                elif graphs is not None:  # JAX: xaffine/hand is already both under jax.jit
+                    result.ratios["compiled xaffine/hand"] = result.ratios["xaffine/hand"]
+                result.graphs = graphs
                 if row.module == "numpy":
                     result.peak_memory_ratio = _peak_memory_ratio(variants["xaffine"][0])
                 results.append(result)
     return results
+
+
+def _paired(ours: list[float], theirs: list[float]) -> float:
+    return statistics.median(a / c for a, c in zip(ours, theirs, strict=True))
 
 
 def _importable(module: str) -> bool:
@@ -407,6 +489,13 @@ def add_parser(subparsers: Any) -> None:
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch reference")
     parser.add_argument("--jax", action="store_true", help="add jax.jit(jax.vjp) as a reference")
     parser.add_argument(
+        "--compiled",
+        action="store_true",
+        help="torch and JAX backends: xaffine against the hand-written code under the same compiler "
+        "(torch.compile, with mode='reduce-overhead' on a GPU; jax.jit), and whether their graphs have the "
+        "same operations",
+    )
+    parser.add_argument(
         "--json",
         metavar="PATH",
         type=output_path,
@@ -446,9 +535,13 @@ def run(args: argparse.Namespace) -> int:
             min_time=args.min_time,
             torch=not args.no_torch,
             jax=args.jax,
+            compiled=args.compiled,
             progress=progress,
         )
     print(table(results), file=out)
+    for r in results:
+        if r.graphs is not None:
+            print(f"graphs, {r.backend} {r.dtype} {r.shape}: {r.graphs}", file=out)
     print("ratios: median over rounds of (xaffine time / other time), variants timed round-robin", file=out)
     print("machine: " + ", ".join(f"{k} {v}" for k, v in machine().items()), file=out)
     if args.json:
