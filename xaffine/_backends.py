@@ -363,7 +363,11 @@ class Backend:
     gpu: bool = False
     lazy: bool = False
     takes_numpy: bool = False
-    """Whether the library takes NumPy operands beside its own arrays (Dask and JAX do)."""
+    """Whether the library takes NumPy operands beside its own arrays (Dask, JAX, pydata/sparse do)."""
+    adopts_numpy: bool = True
+    """With `takes_numpy`: whether NumPy operands become the library's arrays, on its array's
+    device, before any work (so every result is the library's); False keeps them NumPy
+    operands (pydata/sparse: a sparse array times a dense one is a dense NumPy array)."""
     jax_x64_hint: bool = False
     testing_only: bool = False
     matmul: Callable[[Any, Any], Any] = operator.matmul
@@ -512,6 +516,7 @@ BACKENDS: tuple[Backend, ...] = (
         "sparse",
         host=_sparse_host,
         takes_numpy=True,
+        adopts_numpy=False,
         adapt=_SparseNamespace,
     ),
 )
