@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -443,14 +444,14 @@ def test_unreadable_file_is_a_permission_error(tmp_path, monkeypatch, suffix):
     # chmod cannot stop root from reading; refuse the open itself instead.
     path = tmp_path / f"locked{suffix}"
     save(path, Affine(2, 2, xp="numpy"))
-    real_open = open
+    real_open = os.open
 
     def locked_open(file, *args, **kwargs):
         if os.fspath(file) == os.fspath(path):
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", locked_open)
+    monkeypatch.setattr(os, "open", locked_open)
     with pytest.raises(PermissionError, match=rf"locked{suffix}"):
         load(path, xp="numpy")
 
@@ -538,3 +539,150 @@ def test_pickles_are_refused(tmp_path):
     _write_npz(path, weight=np.array([object()], dtype=object))
     with pytest.raises(TypeError, match=r"evil\.npz: 'weight' has dtype object"):
         load(path, xp="numpy")
+
+
+# -- round two: only regular files are read or replaced -------------------------------
+
+
+def _char_device(path):
+    """A private character device node (the numbers of /dev/null), or a skip where mknod is not allowed."""
+    if not hasattr(os, "mknod"):
+        pytest.skip("os.mknod is POSIX-only")
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except OSError as exc:  # needs root (CAP_MKNOD), and a file system that allows device nodes
+        pytest.skip(f"cannot make a character device here: {exc}")
+
+
+def _fifo(path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("os.mkfifo is POSIX-only")
+    os.mkfifo(path)
+
+
+_SPECIAL = {"fifo": (_fifo, stat.S_ISFIFO), "char-device": (_char_device, stat.S_ISCHR)}
+
+
+def _in_thread(fn, seconds=20):
+    """Run fn in a daemon thread; what it raised, or a failure if it still runs after `seconds` (it hung)."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return outcome
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="device nodes and FIFOs are POSIX")
+@pytest.mark.parametrize("kind", list(_SPECIAL))
+@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_save_never_replaces_what_is_not_a_regular_file(tmp_path, kind, through_link, suffix):
+    make, is_kind = _SPECIAL[kind]
+    node = tmp_path / f"node{suffix}"
+    make(node)
+    path = node
+    if through_link:
+        path = tmp_path / f"link{suffix}"
+        path.symlink_to(node)
+    outcome = _in_thread(lambda: save(path, Affine(2, 2, xp="numpy")))
+    error = outcome.get("error")
+    assert isinstance(error, OSError), outcome
+    assert path.name in str(error)
+    assert "regular file" in str(error)
+    assert is_kind(node.lstat().st_mode)  # still the node it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({node.name, path.name})
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="device nodes and FIFOs are POSIX")
+@pytest.mark.parametrize("kind", list(_SPECIAL))
+@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_load_never_reads_what_is_not_a_regular_file(tmp_path, kind, through_link, suffix):
+    make, is_kind = _SPECIAL[kind]
+    node = tmp_path / f"node{suffix}"
+    make(node)
+    path = node
+    if through_link:
+        path = tmp_path / f"link{suffix}"
+        path.symlink_to(node)
+    outcome = _in_thread(lambda: load(path, xp="numpy"))
+    error = outcome.get("error")
+    assert isinstance(error, OSError), outcome
+    assert isinstance(error, ValueError)  # a bad `path` too, as io.UnsupportedOperation is
+    assert path.name in str(error)
+    assert "regular file" in str(error)
+    assert is_kind(node.lstat().st_mode)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_load_of_a_link_to_dev_zero_reads_nothing(tmp_path, suffix):
+    link = tmp_path / f"zero{suffix}"
+    link.symlink_to("/dev/zero")
+    peak = _peak_during(lambda: _in_thread(lambda: load(link, xp="numpy"), seconds=10))
+    with pytest.raises(OSError, match=r"character device \(a link to '/dev/zero'\)"):
+        load(link, xp="numpy")
+    assert peak < 1 << 20
+
+
+def test_a_regular_file_through_links_still_loads_and_saves(tmp_path):
+    real = tmp_path / "real.npz"
+    save(real, Affine(2, 2, xp="numpy", seed=0))
+    (tmp_path / "hop.npz").symlink_to(real)
+    link = tmp_path / "link.npz"
+    link.symlink_to(tmp_path / "hop.npz")
+    layer = Affine(2, 2, xp="numpy", seed=5)
+    save(link, layer)
+    _assert_same(load(link, xp="numpy"), layer)
+    assert link.is_symlink()
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize(
+    ("make", "shown"),
+    [
+        (lambda: None, "NoneType None"),
+        (lambda: np.asmatrix(np.ones((2, 2))), "numpy.matrix"),
+        (lambda: {"weight": np.ones((2, 2))}, "dict"),
+    ],
+    ids=["None", "matrix", "state-dict"],
+)
+def test_save_takes_a_layer(tmp_path, make, shown):
+    layer = make()
+    path = tmp_path / "layer.npz"
+    with pytest.raises(TypeError, match=rf"`layer` must be an xaffine.Affine; got {re.escape(shown)}"):
+        save(path, layer)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
+def test_save_does_not_replace_a_read_only_file(tmp_path, suffix, through_link):
+    path = tmp_path / f"kept{suffix}"
+    old = Affine(2, 2, xp="numpy", seed=0)
+    save(path, old)
+    path.chmod(0o444)
+    given = path
+    if through_link:
+        given = tmp_path / f"link{suffix}"
+        given.symlink_to(path)
+    with pytest.raises(PermissionError, match=rf"link{suffix}|kept{suffix}") as info:
+        save(given, Affine(2, 2, xp="numpy", seed=1))
+    assert "read-only" in str(info.value)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    _assert_same(load(path, xp="numpy"), old)
+    assert len(list(tmp_path.iterdir())) == 1 + through_link
+    path.chmod(0o644)
+    save(given, Affine(2, 2, xp="numpy", seed=1))  # writable again: replaced
+    _assert_same(load(path, xp="numpy"), Affine(2, 2, xp="numpy", seed=1))

@@ -19,10 +19,11 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ._atomic import replacing
+from ._atomic import open_regular, replacing
 from ._backends import HOST_DTYPES, dtype_name, to_numpy
 from ._layer import Affine
 from ._typing import Device, Namespace
+from ._validate import describe
 
 __all__ = ["load", "save"]
 
@@ -57,18 +58,21 @@ def save(path: str | os.PathLike[str], layer: Affine) -> None:
 
     The file is replaced atomically: the data is written to a temporary file beside
     it, flushed to disk, then renamed over `path`. If anything fails, `path` keeps its
-    old contents and no temporary file is left.
+    old contents and no temporary file is left. Only a regular file is replaced (a
+    symbolic link's target, if it is one); a read-only one (no write permission) is not.
 
     Raises
     ------
     ValueError
         For another file suffix.
     TypeError
-        For a dtype the format cannot hold, before anything is written: bfloat16 in
-        ``.npz`` (NumPy has no bfloat16; ``.safetensors`` has), complex128 in
-        ``.safetensors``.
+        For a `layer` that is not an :class:`Affine`, or a dtype the format cannot hold,
+        before anything is written: bfloat16 in ``.npz`` (NumPy has no bfloat16;
+        ``.safetensors`` has), complex128 in ``.safetensors``.
     OSError
-        If writing fails; `path` is left as it was.
+        If `path` is (or links to) a directory (``IsADirectoryError``), a device, FIFO or
+        socket (``xaffine._atomic.NotARegularFileError``, also a ``ValueError``), or a
+        read-only file (``PermissionError``), or if writing fails; `path` is left as it was.
 
     Examples
     --------
@@ -80,6 +84,12 @@ def save(path: str | os.PathLike[str], layer: Affine) -> None:
     >>> xaffine.load(path, xp="numpy")
     Affine(in_features=4, out_features=2, bias=True, backend=numpy, device=cpu, dtype=float32)
     """
+    if not isinstance(layer, Affine):
+        msg = (  # type: ignore[unreachable]
+            f"`layer` must be an xaffine.Affine; got {describe(layer)} "
+            "(for a state dict of arrays: save(path, Affine.from_state_dict(state)))"
+        )
+        raise TypeError(msg)
     suffix = _suffix(path)
     name = os.fspath(path)
     dtype = dtype_name(layer.dtype)
@@ -137,7 +147,9 @@ def load(path: str | os.PathLike[str], *, xp: Namespace | str | None = None, dev
     ------
     OSError
         If the file cannot be opened: ``FileNotFoundError``, ``IsADirectoryError``,
-        ``PermissionError``, naming the file.
+        ``PermissionError``, naming the file; or if it is (or links to) a device, FIFO or
+        socket (``xaffine._atomic.NotARegularFileError``, also a ``ValueError``), which is
+        then not opened.
     ValueError
         For another suffix, a file that is not of its format or is truncated or corrupt,
         a missing or unexpected key, or a wrong or inconsistent shape; the message names
@@ -149,7 +161,7 @@ def load(path: str | os.PathLike[str], *, xp: Namespace | str | None = None, dev
     """
     suffix = _suffix(path)
     name = os.fspath(path)
-    with open(name, "rb") as f:
+    with open_regular(name) as f:
         state, dtype = _read_npz(f, name) if suffix == ".npz" else _read_safetensors(f, name)
     try:
         # bfloat16 arrives as float32 on the host (which holds it exactly).

@@ -18,7 +18,17 @@ import numpy as np
 from ._backends import Backend, backend_of, library_of, library_row, namespace, resolve
 from ._typing import Array, Device, Namespace
 
-__all__ = ["GRAD_NAMES", "Prepared", "adopt", "check_grad", "check_tangents", "check_wrt", "is_number", "prepare"]
+__all__ = [
+    "GRAD_NAMES",
+    "Prepared",
+    "adopt",
+    "check_grad",
+    "check_tangents",
+    "check_wrt",
+    "describe",
+    "is_number",
+    "prepare",
+]
 
 GRAD_NAMES = ("x", "weight", "bias")
 _ALL_GRADS = frozenset(GRAD_NAMES)
@@ -63,7 +73,8 @@ _SIGNATURES: dict[tuple[Any, ...], tuple[Prepared, bool, bool]] = {}
 _MAX_SIGNATURES = 256
 
 
-def _describe(a: object) -> str:
+def describe(a: object) -> str:
+    """What arrived, for a message: ``NoneType None``, ``float 1.5``, ``numpy.matrix``."""
     kind = type(a)
     if kind.__module__ == "builtins":
         return f"{kind.__name__} {a!r}" if a is None or isinstance(a, _NUMBERS) else kind.__name__
@@ -71,7 +82,7 @@ def _describe(a: object) -> str:
 
 
 def _not_an_array(name: str, a: object) -> TypeError:
-    return TypeError(f"`{name}` must be an array of an Array API library; got {_describe(a)}")
+    return TypeError(f"`{name}` must be an array of an Array API library; got {describe(a)}")
 
 
 def _kind_of(a: Array, name: str, xp: Namespace | None) -> _Kind:
@@ -102,7 +113,7 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
             "pass np.asarray(...) of it"
         )
     if not hasattr(a, "shape"):
-        return "`{name}` must be an array of an Array API library; got " + _describe(a)
+        return "`{name}` must be an array of an Array API library; got " + describe(a)
     if isinstance(a, np.ndarray | np.generic) and not a.dtype.isnative:
         return "`{name}` has non-native byte order ({dtype}); convert it: {name}.astype({name}.dtype.newbyteorder('='))"
     row = backend_of(a)
@@ -113,7 +124,7 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
             try:
                 xp = getattr(a, "__array_namespace__")()  # noqa: B009 (absent on some libraries' arrays)
             except AttributeError:
-                return "`{name}` must be an array of an Array API library; got " + _describe(a)
+                return "`{name}` must be an array of an Array API library; got " + describe(a)
     dtype = a.dtype
     try:
         complex_ = bool(xp.isdtype(dtype, "complex floating"))
@@ -159,7 +170,7 @@ def is_number(value: object) -> bool:
 
 
 def _mixed(arrays: list[tuple[Array, str]], given: Namespace | None = None) -> TypeError:
-    libs = ", ".join(f"`{n}` is a {library_of(a)} array ({_describe(a)})" for a, n in arrays)
+    libs = ", ".join(f"`{n}` is a {library_of(a)} array ({describe(a)})" for a, n in arrays)
     if given is not None:
         libs += f", and `xp` is {library_of(given)}'s namespace"
     return TypeError(
@@ -264,7 +275,7 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
         arrays: list[tuple[Any, str]] = [(x, "x"), (weight, "weight")]
         if bias is not None and not is_number(bias):
             if not hasattr(bias, "shape"):
-                msg = f"`bias` must be an array or a Python int, float or complex; got {_describe(bias)}"
+                msg = f"`bias` must be an array or a Python int, float or complex; got {describe(bias)}"
                 raise TypeError(msg)
             arrays.append((bias, "bias"))
         kind, guests, host = _namespace(arrays, given)
@@ -350,7 +361,7 @@ def _device(a: Array) -> Device:
 
 def _check_number(value: object, name: str, ref_name: str, ref: Array, kind: _Kind) -> None:
     if not is_number(value):
-        msg = f"`{name}` must be an array or a Python int, float or complex; got {_describe(value)}"
+        msg = f"`{name}` must be an array or a Python int, float or complex; got {describe(value)}"
         raise TypeError(msg)
     if isinstance(value, complex | np.complexfloating) and not kind.complex_:
         msg = f"`{name}` is the complex number {value!r} but `{ref_name}` is real ({ref.dtype})"
@@ -498,7 +509,7 @@ def check_tangents(
         For something that is not a sequence of three, or a tangent of the wrong kind.
     """
     if isinstance(tangents, str | bytes) or not isinstance(tangents, Iterable):
-        msg = f"`tangents` must be a tuple (dx, dweight, dbias) of arrays or None; got {_describe(tangents)}"
+        msg = f"`tangents` must be a tuple (dx, dweight, dbias) of arrays or None; got {describe(tangents)}"
         raise TypeError(msg)
     given = tuple(tangents)
     if len(given) != len(GRAD_NAMES):
@@ -515,7 +526,7 @@ def check_tangents(
         if is_number(primal) or not hasattr(tangent, "shape"):
             if not is_number(primal):
                 shape = tuple(primal.shape)
-                msg = f"`{label}` must be an array of the shape of `{name}`, {shape}; got {_describe(tangent)}"
+                msg = f"`{label}` must be an array of the shape of `{name}`, {shape}; got {describe(tangent)}"
                 raise TypeError(msg)
             if hasattr(tangent, "shape"):
                 expected: tuple[Any, ...] = ()
@@ -551,11 +562,11 @@ def check_wrt(wrt: object) -> frozenset[str]:
         items = tuple(wrt)
         bad = [w for w in items if not isinstance(w, str)]
         if bad:
-            msg = f"`wrt` must hold names ('x', 'weight', 'bias'); got {_describe(bad[0])} in it"
+            msg = f"`wrt` must hold names ('x', 'weight', 'bias'); got {describe(bad[0])} in it"
             raise TypeError(msg)
         names = frozenset(items)
     else:
-        msg = f"`wrt` must be a name or an iterable of names ('x', 'weight', 'bias'); got {_describe(wrt)}"
+        msg = f"`wrt` must be a name or an iterable of names ('x', 'weight', 'bias'); got {describe(wrt)}"
         raise TypeError(msg)
     unknown = names - _ALL_GRADS
     if unknown:
