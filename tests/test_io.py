@@ -105,8 +105,14 @@ def test_bfloat16_npz_is_refused_before_writing(tmp_path):
 def test_bfloat16_file_on_a_backend_without_bfloat16(tmp_path):
     path = tmp_path / "layer.safetensors"
     _write_safetensors(path, {"weight": {"dtype": "BF16", "shape": [1, 2], "data_offsets": [0, 4]}}, bytes(4))
-    with pytest.raises(TypeError, match=r"layer\.safetensors: .*numpy has; got 'bfloat16'"):
+    with pytest.raises(
+        TypeError, match=r"layer\.safetensors: `dtype` is bfloat16, but NumPy has no bfloat16: .*dtype='float32'"
+    ):
         load(path, xp="numpy")
+    # What the message says to do: float32 holds bfloat16 exactly.
+    layer = load(path, xp="numpy", dtype="float32")
+    assert layer.dtype == np.float32
+    np.testing.assert_array_equal(layer.weight, np.zeros((1, 2), np.float32))
 
 
 def test_bfloat16_matches_the_safetensors_package(tmp_path):

@@ -134,8 +134,15 @@ def _write_safetensors(f: IO[bytes], host: dict[str, np.ndarray[Any, Any]], code
         f.write(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes())
 
 
-def load(path: str | os.PathLike[str], *, xp: Namespace | str | None = None, device: Device | None = None) -> Affine:
-    """A layer with the parameters saved at `path`, on `xp` and `device`.
+def load(
+    path: str | os.PathLike[str],
+    *,
+    xp: Namespace | str | None = None,
+    device: Device | None = None,
+    dtype: Any = None,
+) -> Affine:
+    """A layer with the parameters saved at `path`, on `xp` and `device`; `dtype`, if given,
+    converts them (``dtype="float32"`` loads a bfloat16 file onto NumPy, which has no bfloat16).
 
     Nothing in the file runs code (``.npz`` arrays of Python objects are refused), and
     nothing is read before the names, dtypes and shapes in the file's headers have been
@@ -162,10 +169,11 @@ def load(path: str | os.PathLike[str], *, xp: Namespace | str | None = None, dev
     suffix = _suffix(path)
     name = os.fspath(path)
     with open_regular(name) as f:
-        state, dtype = _read_npz(f, name) if suffix == ".npz" else _read_safetensors(f, name)
+        state, stored = _read_npz(f, name) if suffix == ".npz" else _read_safetensors(f, name)
     try:
         # bfloat16 arrives as float32 on the host (which holds it exactly).
-        return Affine.from_state_dict(state, xp=xp, device=device, dtype="bfloat16" if dtype == "bfloat16" else None)
+        target = dtype if dtype is not None else "bfloat16" if stored == "bfloat16" else None
+        return Affine.from_state_dict(state, xp=xp, device=device, dtype=target)
     except KeyError as exc:
         msg = f"{name}: {exc.args[0]}"
         raise ValueError(msg) from exc

@@ -53,10 +53,21 @@ def _dtype(namespace: Namespace, dtype: Any, library: str) -> Any:
         For a dtype other than the floating ones, or one the library lacks.
     """
     name = "float32" if dtype is None else dtype if isinstance(dtype, str) else dtype_name(dtype)
-    if name not in FLOAT_DTYPES or not hasattr(namespace, name):
-        msg = f"`dtype` must be one of {FLOAT_DTYPES} that {library} has; got {dtype!r}"
+    if name not in FLOAT_DTYPES:
+        msg = f"`dtype` must be one of {FLOAT_DTYPES}; got {dtype!r}"
+        raise TypeError(msg)
+    if not hasattr(namespace, name):
+        others = {"bfloat16": " (torch and jax have it)"}.get(name, "")
+        msg = (
+            f"`dtype` is {name}, but {_LIBRARY_NAMES.get(library, library)} has no {name}: use a backend that "
+            f"has it{others}, or ask for another dtype (dtype='float32' holds float16 and bfloat16 exactly)"
+        )
         raise TypeError(msg)
     return getattr(namespace, name)
+
+
+# How messages write library names that are not spelled as their module.
+_LIBRARY_NAMES = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX", "sparse": "pydata/sparse", "cupy": "CuPy"}
 
 
 def _check_kept(params: dict[str, Array], dtype: Any, row: Backend | None) -> None:
