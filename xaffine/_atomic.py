@@ -18,7 +18,7 @@ import stat
 from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
-__all__ = ["NotARegularFileError", "open_regular", "replacing", "replacing_all"]
+__all__ = ["NotARegularFileError", "check_replaceable", "open_regular", "replacing", "replacing_all"]
 
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 # O_NONBLOCK: should a FIFO take the place of the file between the check and the open, the
@@ -95,6 +95,24 @@ def _check_target(target: str, shown: str) -> os.stat_result | None:
         mode = stat.filemode(st.st_mode)
         raise PermissionError(errno.EACCES, f"is read-only ({mode}); make it writable to replace it", shown)
     return st
+
+
+def check_replaceable(path: str) -> None:
+    """Refuse, before any work, a `path` that :func:`replacing` would refuse or fail to write.
+
+    The path must be a regular file that is not read-only, or absent, in a folder where a
+    file can be created (tried, and removed at once).
+
+    Raises
+    ------
+    OSError
+        As :func:`replacing` would, naming `path`.
+    """
+    target = os.path.realpath(path)
+    _check_target(target, path)
+    fd, temporary = _create_beside(target, path)
+    os.close(fd)
+    os.unlink(temporary)
 
 
 @contextlib.contextmanager
