@@ -692,3 +692,41 @@ def test_save_does_not_replace_a_read_only_file(tmp_path, suffix, through_link):
     path.chmod(0o644)
     save(given, Affine(2, 2, xp="numpy", seed=1))  # writable again: replaced
     _assert_same(load(path, xp="numpy"), Affine(2, 2, xp="numpy", seed=1))
+
+
+@pytest.mark.parametrize("shape", [[0, 2**62], [0, 2**40], [2**40, 0], [2**31, 0]])
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_crafted_feature_counts_are_refused_naming_file_and_key(tmp_path, shape, suffix):
+    path = tmp_path / f"crafted{suffix}"
+    if suffix == ".npz":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("weight.npy", _npy_header(tuple(shape), "<f4"))
+    else:
+        _write_safetensors(path, {"weight": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}, b"")
+    with pytest.raises(ValueError, match=rf"crafted{suffix}: 'weight' declares shape .*at most 2147483647"):
+        load(path, xp="numpy")
+
+
+def test_the_largest_feature_count_loads(tmp_path):
+    path = tmp_path / "wide.safetensors"
+    _write_safetensors(path, {"weight": {"dtype": "F32", "shape": [0, 2**31 - 1], "data_offsets": [0, 0]}}, b"")
+    assert load(path, xp="numpy").in_features == 2**31 - 1
+
+
+def test_feature_counts_of_a_new_layer_are_bounded():
+    with pytest.raises(ValueError, match=r"`in_features` must be an integer from 0 to 2147483647"):
+        Affine(2**40, 0, xp="numpy")
+    with pytest.raises(ValueError, match=r"`out_features` must be an integer from 0 to 2147483647"):
+        Affine(0, 2**31, xp="numpy")
+    with pytest.raises(ValueError, match=r"`in_features` must be an integer from 0 to 2147483647"):
+        Affine.from_state_dict({"weight": np.zeros((0, 2**40), np.float32)}, xp="numpy")
+
+
+def test_a_bad_xaffine_backend_variable_is_named_not_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "layer.npz"
+    save(path, Affine(2, 2, xp="numpy"))
+    monkeypatch.setenv("XAFFINE_BACKEND", "junk")
+    for call in (lambda: load(path), lambda: Affine(2, 2)):
+        with pytest.raises(ValueError, match=r"XAFFINE_BACKEND='junk' is not a backend: unknown backend") as info:
+            call()
+        assert "layer.npz" not in str(info.value)

@@ -645,7 +645,11 @@ def default_backend() -> BackendChoice:
     """
     requested = os.environ.get(ENV_DEFAULT, "").strip()
     if requested:
-        backend = find_backend(requested)
+        try:
+            backend = find_backend(requested)
+        except ValueError as exc:
+            msg = f"the environment variable {ENV_DEFAULT}={requested!r} is not a backend: {exc}"
+            raise ValueError(msg) from None
         try:
             return backend.load(reason=f"set by {ENV_DEFAULT}={requested}")
         except BackendUnavailable as exc:

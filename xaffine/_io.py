@@ -21,7 +21,7 @@ import numpy as np
 
 from ._atomic import open_regular, replacing
 from ._backends import HOST_DTYPES, dtype_name, to_numpy
-from ._layer import Affine
+from ._layer import MAX_FEATURES, Affine, resolve_backend
 from ._typing import Device, Namespace
 from ._validate import describe
 
@@ -168,6 +168,8 @@ def load(
     """
     suffix = _suffix(path)
     name = os.fspath(path)
+    # The backend first: an error in its choice (XAFFINE_BACKEND) is not the file's.
+    _, xp, device = resolve_backend(xp, device)
     with open_regular(name) as f:
         state, stored = _read_npz(f, name) if suffix == ".npz" else _read_safetensors(f, name)
     try:
@@ -201,6 +203,13 @@ def _check_layout(name: str, declared: dict[str, _Declared]) -> None:
     if len(weight.shape) != 2:
         msg = f"{name}: 'weight' must be 2-D, (out_features, in_features); got shape {weight.shape}"
         raise ValueError(msg)
+    for feature, size in zip(("out_features", "in_features"), weight.shape, strict=True):
+        if size > MAX_FEATURES:
+            msg = (
+                f"{name}: 'weight' declares shape {weight.shape}, {feature}={size}; a layer has at most "
+                f"{MAX_FEATURES} (2**31 - 1) in- and out-features"
+            )
+            raise ValueError(msg)
     bias = declared.get("bias")
     if bias is None:
         return
