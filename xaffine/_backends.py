@@ -134,6 +134,9 @@ def _as_is(xp: Namespace) -> Namespace:
     return xp
 
 
+_SPARSE_NO_FLOAT16 = "pydata/sparse has no float16 matrix product"
+
+
 class _SparseNamespace(type(os)):  # type: ignore[misc]
     """pydata/sparse's namespace, for sparse arrays with NumPy operands.
 
@@ -148,9 +151,7 @@ class _SparseNamespace(type(os)):  # type: ignore[misc]
 
     def __getattr__(self, name: str) -> Any:
         if name == "float16":
-            # pydata/sparse has no float16 matrix product of two sparse arrays.
-            msg = "pydata/sparse has no float16 matrix product"
-            raise AttributeError(msg)
+            raise AttributeError(_SPARSE_NO_FLOAT16)
         return getattr(self._raw, name)
 
     # It stands for the library's own namespace: equal to it (array_namespace(x) == xp holds).
@@ -330,6 +331,42 @@ def _sparse_host(a: Any) -> np.ndarray[Any, Any]:
     return np.asarray(a.todense()) if hasattr(a, "todense") else np.asarray(a)
 
 
+def _sparse_add(out: Any, term: Any) -> Any:
+    """``out + term`` where one of them may be sparse and the other dense (a NumPy array or a
+    number).
+
+    pydata/sparse keeps a uniform dense term as the sum's fill value, which its matrix
+    products then refuse, and refuses a non-uniform one. A sparse `out` plus a dense term is
+    dense in value: it is stored as `out`'s format with fill value 0 (every non-zero element
+    stored), so that a sparse product stays sparse whatever the bias. A dense `out` plus a
+    sparse term is dense. A 0-d sparse term holds its value as its fill value: it is a number.
+    """
+    if hasattr(term, "todense") and term.ndim == 0:
+        term = term.todense()
+    out_sparse, term_sparse = not isinstance(out, np.ndarray), hasattr(term, "todense")
+    if out_sparse == term_sparse:
+        return out + term
+    if term_sparse:
+        return out + term.todense()
+    import sparse
+
+    return sparse.asarray(out.todense() + term, format=out.format)
+
+
+def _sparse_check(a: Any, name: str) -> None:
+    # Products and sums of pydata/sparse arrays assume that the implicit elements are zeros.
+    # A 0-d array holds its value as its fill value.
+    if type(a).__module__.partition(".")[0] != "sparse" or a.ndim == 0:
+        return
+    fill = a.fill_value
+    if fill != 0:
+        msg = (
+            f"`{name}` has fill value {fill} (shape {tuple(a.shape)}); xaffine takes pydata/sparse "
+            "arrays whose implicit elements are zeros (fill value 0)"
+        )
+        raise ValueError(msg)
+
+
 @dataclass(frozen=True)
 class Backend:
     """One array library on one kind of device: one row of the table.
@@ -382,6 +419,14 @@ class Backend:
     """Whether a freshly computed array may be written in place; None: ask array-api-compat."""
     adapt: Callable[[Namespace], Namespace] = _as_is
     """Fits the library's namespace to xaffine's calls where the library falls short."""
+    add: Callable[[Any, Any], Any] | None = None
+    """``out + term`` for a freshly computed `out` and a term of the layer (a bias, a number,
+    another product); None: in place where `out` may be written, else the operator."""
+    check: Callable[[Any, str], None] | None = None
+    """A check of each of the library's arrays beyond its type, dtype and shape, made on every
+    call (metadata only); raises naming the argument."""
+    no_float16: str = ""
+    """Why the library cannot compute in float16, where it cannot: its float16 arrays are refused."""
 
     @property
     def variant(self) -> str:
@@ -518,6 +563,9 @@ BACKENDS: tuple[Backend, ...] = (
         takes_numpy=True,
         adopts_numpy=False,
         adapt=_SparseNamespace,
+        add=_sparse_add,
+        check=_sparse_check,
+        no_float16=_SPARSE_NO_FLOAT16,
     ),
 )
 _BY_NAME = {b.name: b for b in BACKENDS}

@@ -75,6 +75,8 @@ def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
     """``out + term``, in place where `out` was just made here and may be written."""
     if term is None:
         return out
+    if p.add is not None:
+        return p.add(out, term)
     writeable: bool = p.in_place if p.in_place is not None else array_api_compat.is_writeable_array(out)
     if writeable and hasattr(term, "shape"):
         out += term

@@ -47,6 +47,8 @@ class _Kind(NamedTuple):
     row_sum: Callable[[Array, Any], Array] | None
     in_place: bool | None
     adopt: bool  # NumPy arrays beside this library's become its arrays (the row's `adopts_numpy`)
+    add: Callable[[Array, Any], Array] | None
+    check: Callable[[Array, str], None] | None  # the row's check of each array on every call
 
 
 class Prepared(NamedTuple):
@@ -62,6 +64,8 @@ class Prepared(NamedTuple):
     row_sum: Callable[[Array, Any], Array] | None
     in_place: bool | None
     adopt: bool  # the library adopts NumPy arguments: convert them with `adopt` before computing
+    add: Callable[[Array, Any], Array] | None
+    check: Callable[[Array, str], None] | None
 
 
 _KINDS: dict[tuple[type, Any], _Kind | str] = {}
@@ -134,8 +138,15 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
     if not (complex_ or real):
         return "`{name}` must have a real or complex floating-point dtype; got {dtype}"
     accumulate = xp.float32 if real and _itemsize(a) <= 2 else None
+    if row is not None and row.no_float16 and real and str(dtype) == "float16":
+        return (
+            "`{name}` is a float16 array, and " + row.no_float16 + ": compute in float32 "
+            "(convert it and the other arrays with .astype(numpy.float32))"
+        )
     if row is None:
-        return _Kind(xp, complex_, _single_device(row, xp), accumulate, operator.matmul, None, None, None, False)
+        return _Kind(
+            xp, complex_, _single_device(row, xp), accumulate, operator.matmul, None, None, None, False, None, None
+        )
     return _Kind(
         xp,
         complex_,
@@ -146,6 +157,8 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
         row.row_sum,
         row.in_place,
         row.takes_numpy and row.adopts_numpy and row.library != "numpy",
+        row.add,
+        row.check,
     )
 
 
@@ -241,6 +254,8 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
         return _prepare(x, weight, bias, xp)[0]
     if known is not None:
         prepared, weight_device, bias_device = known
+        if prepared.check is not None:
+            _check_each(prepared.check, x, weight, bias)
         if not (weight_device or bias_device):
             return prepared
         device = _device(x)
@@ -255,6 +270,13 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
 
 
 _PLAIN_NUMBERS = frozenset((int, float, complex))
+
+
+def _check_each(check: Callable[[Array, str], None], x: Array, weight: Array, bias: Any) -> None:
+    check(x, "x")
+    check(weight, "weight")
+    if bias is not None and not is_number(bias):
+        check(bias, "bias")
 
 
 def _elsewhere(a: Any, device: Device) -> bool:
@@ -282,6 +304,8 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
         if id(x) in guests:  # x is NumPy beside a Dask or JAX weight: x's kind is NumPy's
             _kind_of(x, "x", None)
     x_shape, w_shape = tuple(x.shape), tuple(weight.shape)
+    if kind.check is not None:
+        _check_each(kind.check, x, weight, bias)
     if len(x_shape) == 0:
         msg = "`x` must have at least one axis, shape (..., in_features); got a 0-d array"
         raise ValueError(msg)
@@ -337,6 +361,8 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
         kind.row_sum,
         kind.in_place,
         kind.adopt,
+        kind.add,
+        kind.check,
     )
     bias_array = bias is not None and not is_number(bias) and hasattr(bias, "shape")
     compare = device is not None
@@ -425,6 +451,8 @@ def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") ->
     TypeError
         If `grad` is not an array, comes from another library or has another dtype.
     """
+    if prepared.check is not None:
+        prepared.check(grad, name)
     try:
         if (
             type(grad) is type(x)
@@ -455,6 +483,8 @@ def _join(a: Any, name: str, x: Array, prepared: Prepared) -> Prepared:
     mixable = row is not None and row.takes_numpy and other != library and "numpy" in (library, other)
     if mixable and library == "numpy":
         new = _kind_of(a, name, None)
+        if new.check is not None:
+            new.check(a, name)
         _check_like(a, x, name, new, None, frozenset((id(a),)))  # the dtype
         device = None if new.single_device else _device(a)
         return Prepared(
@@ -468,7 +498,11 @@ def _join(a: Any, name: str, x: Array, prepared: Prepared) -> Prepared:
             new.row_sum,
             new.in_place,
             new.adopt,
+            new.add,
+            new.check,
         )
+    if kind.check is not None and hasattr(a, "shape"):
+        kind.check(a, name)
     guests = frozenset((id(a),)) if mixable else frozenset[int]()
     host_name = "x" if library_of(x) == library else "weight"
     _check_like(a, x, name, kind, prepared.device, guests, host_name)
@@ -477,7 +511,17 @@ def _join(a: Any, name: str, x: Array, prepared: Prepared) -> Prepared:
 
 def _kind_from(p: Prepared) -> _Kind:
     return _Kind(
-        p.xp, p.complex_, p.device is None, p.accumulate, p.matmul, p.matmul_add, p.row_sum, p.in_place, p.adopt
+        p.xp,
+        p.complex_,
+        p.device is None,
+        p.accumulate,
+        p.matmul,
+        p.matmul_add,
+        p.row_sum,
+        p.in_place,
+        p.adopt,
+        p.add,
+        p.check,
     )
 
 
