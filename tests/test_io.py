@@ -730,3 +730,28 @@ def test_a_bad_xaffine_backend_variable_is_named_not_the_file(tmp_path, monkeypa
         with pytest.raises(ValueError, match=r"XAFFINE_BACKEND='junk' is not a backend: unknown backend") as info:
             call()
         assert "layer.npz" not in str(info.value)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_load_peak_memory_is_close_to_the_parameters(tmp_path, suffix, byte_order):
+    """`load` holds one copy of the data: its peak is at most 1.2x the parameters' bytes."""
+    if suffix == ".safetensors" and byte_order == ">":
+        pytest.skip("reason: .safetensors is little-endian only")
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((2048, 1024)).astype(byte_order + "f4")  # 8 MiB
+    bias = rng.standard_normal(2048).astype(byte_order + "f4")
+    path = tmp_path / f"layer{suffix}"
+    if suffix == ".npz":
+        np.savez(path, weight=weight, bias=bias)
+    else:
+        save(path, Affine.from_state_dict({"weight": weight, "bias": bias}, xp="numpy"))
+    tracemalloc.start()
+    try:
+        loaded = load(path, xp="numpy")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak / (weight.nbytes + bias.nbytes) <= 1.2
+    np.testing.assert_array_equal(to_numpy(loaded.weight), weight)
+    np.testing.assert_array_equal(to_numpy(loaded.bias), bias)

@@ -749,16 +749,18 @@ def dtype_name(dtype: Any) -> str:
     return name.rpartition(".")[2]
 
 
-def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None) -> Array:
-    """A copy of `a` (any library) as an array of `xp` on `device`, cast to `dtype` if given.
+def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None, *, copy: bool = True) -> Array:
+    """A copy of `a` (any library) as an array of `xp` on `device`, cast to `dtype` if given;
+    `copy=False`: `a` itself where it already is one (for arrays nobody else holds).
 
     Within one library the copy goes device to device; between libraries through the
     host, bfloat16 through float32 (which holds it exactly) and back.
     """
+    need = True if copy else None
     if library_of(a) == library_of(xp):
-        out = xp.asarray(a, device=device, copy=True)
+        out = xp.asarray(a, device=device, copy=need)
     else:
-        out = xp.asarray(to_numpy(a), device=device, copy=True)
+        out = xp.asarray(to_numpy(a), device=device, copy=need)
         if dtype is None and dtype_name(a.dtype) != dtype_name(out.dtype):
             dtype = getattr(xp, dtype_name(a.dtype))
     if dtype is not None and out.dtype != dtype:

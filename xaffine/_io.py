@@ -175,7 +175,8 @@ def load(
     try:
         # bfloat16 arrives as float32 on the host (which holds it exactly).
         target = dtype if dtype is not None else "bfloat16" if stored == "bfloat16" else None
-        return Affine.from_state_dict(state, xp=xp, device=device, dtype=target)
+        # The arrays were just read: the layer may keep them rather than a copy.
+        return Affine._from_state(state, xp, device, target, copy=False)
     except KeyError as exc:
         msg = f"{name}: {exc.args[0]}"
         raise ValueError(msg) from exc
@@ -265,17 +266,57 @@ def _read_archive(archive: zipfile.ZipFile, name: str) -> tuple[dict[str, np.nda
     _check_layout(name, {key: entry[0] for key, entry in layout.items()})
     state = {}
     for key, (declared, dtype, fortran, offset) in layout.items():
-        with archive.open(members[key]) as member:
+        info = members[key]
+        with archive.open(info) as member:
             member.read(offset)
-            # At most what the member really holds, whatever the archive's directory
-            # claims: read() never allocates ahead.
-            data = member.read(math.prod(declared.shape) * dtype.itemsize)
-        if len(data) != math.prod(declared.shape) * dtype.itemsize:
-            msg = f"{name}: not a readable .npz file (truncated or corrupt?): {key!r} ends early"
-            raise ValueError(msg)
-        array = np.frombuffer(data, dtype=dtype).reshape(declared.shape, order="F" if fortran else "C")
-        state[key] = array.astype(dtype.newbyteorder("="), order="C")
+            state[key] = _read_member(member, info, dtype, declared, name, key)
+        state[key] = _native(state[key]).reshape(declared.shape, order="F" if fortran else "C")
+        if fortran:
+            state[key] = np.ascontiguousarray(state[key])
     return state, layout["weight"][0].dtype
+
+
+_CHUNK = 1 << 18
+
+
+def _read_member(
+    member: IO[bytes], info: zipfile.ZipInfo, dtype: np.dtype[Any], declared: _Declared, name: str, key: str
+) -> np.ndarray[Any, Any]:
+    """The member's data as a flat array: read into the array itself, one copy in memory,
+    where the member is stored uncompressed and its sizes agree (the archive then holds
+    the bytes: a directory's size cannot be a lie that allocates); else read first, at most
+    what the member holds (read() never allocates ahead), then copied."""
+    count = math.prod(declared.shape)
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size == info.file_size:
+        flat = np.empty(count, dtype=dtype)
+        if _read_into(member, flat):
+            return flat
+    else:
+        data = member.read(count * dtype.itemsize)
+        if len(data) == count * dtype.itemsize:
+            return np.frombuffer(data, dtype=dtype).copy()
+    msg = f"{name}: not a readable .npz file (truncated or corrupt?): {key!r} ends early"
+    raise ValueError(msg)
+
+
+def _read_into(f: IO[bytes], array: np.ndarray[Any, Any]) -> bool:
+    """Fill `array` from `f`, at most a chunk of other memory at a time; False if `f` ends first."""
+    view = memoryview(array.reshape(-1).view(np.uint8).data)
+    position = 0
+    while position < len(view):
+        data = f.read(min(_CHUNK, len(view) - position))
+        if not data:
+            return False
+        view[position : position + len(data)] = data
+        position += len(data)
+    return True
+
+
+def _native(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """`array` in the machine's byte order, swapped in place."""
+    if array.dtype.isnative:
+        return array
+    return array.byteswap(inplace=True).view(array.dtype.newbyteorder("="))
 
 
 def _npy_header(member: IO[bytes], name: str, key: str) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
@@ -338,11 +379,12 @@ def _read_safetensors(f: IO[bytes], name: str) -> tuple[dict[str, np.ndarray[Any
     state = {}
     for key, (begin, end) in spans.items():
         f.seek(8 + length + begin)
-        data = f.read(end - begin)
-        if len(data) != end - begin:
+        kind = "<u2" if declared[key].dtype == "bfloat16" else np.dtype(declared[key].dtype).newbyteorder("<")
+        flat = np.empty((end - begin) // np.dtype(kind).itemsize, dtype=kind)
+        if not _read_into(f, flat):
             msg = f"{name}: not a readable .safetensors file (truncated or corrupt?): {key!r} ends early"
             raise ValueError(msg)
-        state[key] = _from_little_endian(data, declared[key])
+        state[key] = _from_little_endian(flat, declared[key])
     return state, declared["weight"].dtype
 
 
@@ -404,9 +446,8 @@ def _check_spans(name: str, declared: dict[str, _Declared], spans: dict[str, tup
     raise ValueError(msg)
 
 
-def _from_little_endian(data: bytes, declared: _Declared) -> np.ndarray[Any, Any]:
+def _from_little_endian(flat: np.ndarray[Any, Any], declared: _Declared) -> np.ndarray[Any, Any]:
     if declared.dtype == "bfloat16":
-        bits = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
+        bits = flat.astype(np.uint32) << 16
         return bits.view(np.float32).reshape(declared.shape)
-    dtype = np.dtype(declared.dtype)
-    return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(declared.shape)
+    return _native(flat).reshape(declared.shape)

@@ -193,6 +193,11 @@ class Affine:
         TypeError
             For non-floating dtypes, or a bias of another dtype than the weight.
         """
+        return cls._from_state(state, xp, device, dtype, copy=True)
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], xp: Any, device: Any, dtype: Any, *, copy: bool) -> Affine:
+        """``from_state_dict``; `copy=False` keeps arrays that need no conversion (``load``'s own)."""
         if not isinstance(state, Mapping):
             msg = f"`state` must be a mapping of names to arrays; got {type(state).__name__}"  # type: ignore[unreachable]
             raise TypeError(msg)
@@ -225,7 +230,7 @@ class Affine:
                 raise TypeError(msg)
         row, namespace, where = resolve_backend(xp, device)
         target = _dtype(namespace, dtype_name(weight.dtype) if dtype is None else dtype, library_of(namespace))
-        params = {k: transfer(v, namespace, where, target) for k, v in state.items()}
+        params = {k: transfer(v, namespace, where, target, copy=copy) for k, v in state.items()}
         _check_kept(params, target, row)
         layer = cls.__new__(cls)
         layer._setup(namespace, where, params)
