@@ -115,6 +115,43 @@ def test_bfloat16_file_on_a_backend_without_bfloat16(tmp_path):
     np.testing.assert_array_equal(layer.weight, np.zeros((1, 2), np.float32))
 
 
+# 0x7FC0 and 0xFFC1 are quiet NaNs of either sign, 0x7F81 a signalling NaN; 0x3FC0 is 1.5.
+_BF16_NAN_WEIGHT = np.array([[0x7FC0, 0xFFC1], [0x7F81, 0x3FC0]], np.uint16)
+_BF16_NAN_BIAS = np.array([0xFFC1, 0x3FC0], np.uint16)
+
+
+def _bfloat16_from_bits(library, bits):
+    if library == "torch":
+        torch = pytest.importorskip("torch", reason="a torch bfloat16 layer needs torch")
+        return torch.from_numpy(bits.view(np.int16).copy()).view(torch.bfloat16)
+    jax = pytest.importorskip("jax", reason="a JAX bfloat16 layer needs jax")
+    return jax.lax.bitcast_convert_type(jax.numpy.asarray(bits), jax.numpy.bfloat16)
+
+
+def _bfloat16_bits(library, a):
+    if library == "torch":
+        import torch
+
+        return a.view(torch.int16).numpy().view(np.uint16)
+    import jax
+
+    return np.asarray(jax.lax.bitcast_convert_type(a, jax.numpy.uint16))
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_bfloat16_nan_bits_survive_safetensors_round_trip(tmp_path, library):
+    weight = _bfloat16_from_bits(library, _BF16_NAN_WEIGHT)
+    bias = _bfloat16_from_bits(library, _BF16_NAN_BIAS)
+    layer = Affine.from_state_dict({"weight": weight, "bias": bias}, xp=library)
+    path = tmp_path / "layer.safetensors"
+    save(path, layer)
+    loaded = load(path, xp=library)
+    assert dtype_name(loaded.dtype) == "bfloat16"
+    assert loaded.weight.dtype == weight.dtype
+    np.testing.assert_array_equal(_bfloat16_bits(library, loaded.weight), _BF16_NAN_WEIGHT)
+    np.testing.assert_array_equal(_bfloat16_bits(library, loaded.bias), _BF16_NAN_BIAS)
+
+
 def test_bfloat16_matches_the_safetensors_package(tmp_path):
     torch = pytest.importorskip("torch", reason="the oracle is safetensors.torch")
     st_torch = pytest.importorskip("safetensors.torch", reason="the oracle is the safetensors package")

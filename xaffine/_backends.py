@@ -33,6 +33,7 @@ __all__ = [
     "BackendChoice",
     "BackendUnavailable",
     "backend_of",
+    "bfloat16_from_bits",
     "default_backend",
     "device_name",
     "dtype_name",
@@ -234,6 +235,23 @@ def _dask_host(a: Any) -> np.ndarray[Any, Any]:
     return np.asarray(a.compute())
 
 
+# -- how to make a bfloat16 array from its raw bits, every bit kept -------------------
+# A conversion from float32 does not keep them all: torch makes every NaN 0xFFFF, and
+# JAX drops NaN payloads and quiets signalling NaNs.
+
+
+def _torch_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
+    import torch
+
+    return torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16).to(device)
+
+
+def _jax_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
+    import jax
+
+    return jax.lax.bitcast_convert_type(jax.device_put(bits, device), jax.numpy.bfloat16)
+
+
 # -- fast paths of the core's operations, where a library has a cheaper call ---------
 
 
@@ -427,6 +445,10 @@ class Backend:
     call (metadata only); raises naming the argument."""
     no_float16: str = ""
     """Why the library cannot compute in float16, where it cannot: its float16 arrays are refused."""
+    bfloat16_from_bits: Callable[[np.ndarray[Any, Any], Device], Array] | None = None
+    """The library's bfloat16 array on a device whose bits are those of a host uint16 array
+    (native byte order), for a bfloat16 file; None: no way to reinterpret bits, and the
+    values go through float32 (every value kept, not every NaN's bits)."""
 
     @property
     def variant(self) -> str:
@@ -481,6 +503,7 @@ _TORCH = Backend(
     "torch",
     device=_torch_device,
     host=_torch_host,
+    bfloat16_from_bits=_torch_bfloat16_from_bits,
     matmul=_torch_matmul,
     matmul_add=_torch_matmul_add,
     row_sum=_torch_row_sum,
@@ -499,6 +522,7 @@ _JAX = Backend(
     takes_numpy=True,
     jax_x64_hint=True,
     in_place=False,
+    bfloat16_from_bits=_jax_bfloat16_from_bits,
 )
 # A variant row is its library's row with what differs: a device, or a test variant.
 BACKENDS: tuple[Backend, ...] = (
@@ -766,3 +790,14 @@ def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None, *, copy
     if dtype is not None and out.dtype != dtype:
         out = xp.astype(out, dtype)
     return out
+
+
+def bfloat16_from_bits(bits: np.ndarray[Any, Any], xp: Namespace, device: Device) -> Array | None:
+    """`bits`, a host uint16 array of raw bfloat16 patterns in native byte order, as a bfloat16
+    array of `xp` on `device` with every bit kept (NaN payloads, signalling NaNs); None where
+    the library cannot reinterpret bits (then convert through float32, as `transfer` does).
+    """
+    row = backend_of(xp)
+    if row is None or row.bfloat16_from_bits is None:
+        return None
+    return row.bfloat16_from_bits(bits, device)

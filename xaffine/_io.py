@@ -20,7 +20,7 @@ from typing import IO, Any, NamedTuple
 import numpy as np
 
 from ._atomic import open_regular, replacing
-from ._backends import HOST_DTYPES, dtype_name, to_numpy
+from ._backends import HOST_DTYPES, bfloat16_from_bits, dtype_name, to_numpy
 from ._layer import MAX_FEATURES, Affine, resolve_backend
 from ._typing import Device, Namespace
 from ._validate import describe
@@ -172,8 +172,9 @@ def load(
     _, xp, device = resolve_backend(xp, device)
     with open_regular(name) as f:
         state, stored = _read_npz(f, name) if suffix == ".npz" else _read_safetensors(f, name)
+    if stored == "bfloat16":
+        state = _from_bfloat16_bits(state, xp, device, dtype)
     try:
-        # bfloat16 arrives as float32 on the host (which holds it exactly).
         target = dtype if dtype is not None else "bfloat16" if stored == "bfloat16" else None
         # The arrays were just read: the layer may keep them rather than a copy.
         return Affine._from_state(state, xp, device, target, copy=False)
@@ -183,6 +184,21 @@ def load(
     except (ValueError, TypeError) as exc:
         msg = f"{name}: {exc}"
         raise type(exc)(msg) from exc
+
+
+def _from_bfloat16_bits(
+    state: dict[str, np.ndarray[Any, Any]], xp: Namespace, device: Device, dtype: Any
+) -> dict[str, Any]:
+    """bfloat16 parameters, read as their raw bits, as the backend's bfloat16 arrays with every
+    bit kept where bfloat16 is asked for and the backend can reinterpret bits; otherwise as
+    float32 on the host, which holds every bfloat16 value exactly (`load` converts from there).
+    """
+    if dtype is None or dtype_name(dtype) == "bfloat16":
+        kept = {key: bfloat16_from_bits(bits, xp, device) for key, bits in state.items()}
+        if all(a is not None for a in kept.values()):
+            return kept
+    # The upper 16 bits of a float32 are the bfloat16 with the same value.
+    return {key: (bits.astype(np.uint32) << 16).view(np.float32) for key, bits in state.items()}
 
 
 def _check_keys(name: str, keys: list[str]) -> None:
@@ -447,7 +463,5 @@ def _check_spans(name: str, declared: dict[str, _Declared], spans: dict[str, tup
 
 
 def _from_little_endian(flat: np.ndarray[Any, Any], declared: _Declared) -> np.ndarray[Any, Any]:
-    if declared.dtype == "bfloat16":
-        bits = flat.astype(np.uint32) << 16
-        return bits.view(np.float32).reshape(declared.shape)
+    # bfloat16 stays raw bits (uint16), which `load` reinterprets or widens.
     return _native(flat).reshape(declared.shape)
