@@ -141,7 +141,7 @@ BANK: tuple[Mutant, ...] = (
     Mutant(
         "`bias` summed over the wrong axis", _edit(2, _bias_wrong_axis), fits=lambda s, n: len(s) == 2 and s[0] == n
     ),
-    Mutant("`bias`: the first row only", _edit(2, lambda xp, g, a: a[0][(0,) * (a[0].ndim - 1)])),
+    Mutant("`bias`: the first row only", _edit(2, lambda xp, g, a: a[0][(*(0,) * (a[0].ndim - 1), ...)])),
     Mutant("`weight`: from an earlier batch's x", _stale(lambda gs: (gs[1][0], gs[0][1], gs[1][2]))),
     Mutant("`weight`: one element NaN", _edit(1, _with(float("nan")))),
     Mutant("`weight`: one element infinite", _edit(1, _with(float("inf")))),
