@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import stat
 import struct
 import subprocess
@@ -104,8 +105,51 @@ def test_bfloat16_npz_is_refused_before_writing(tmp_path):
 def test_bfloat16_file_on_a_backend_without_bfloat16(tmp_path):
     path = tmp_path / "layer.safetensors"
     _write_safetensors(path, {"weight": {"dtype": "BF16", "shape": [1, 2], "data_offsets": [0, 4]}}, bytes(4))
-    with pytest.raises(TypeError, match=r"layer\.safetensors: .*numpy has; got 'bfloat16'"):
+    with pytest.raises(
+        TypeError, match=r"layer\.safetensors: `dtype` is bfloat16, but NumPy has no bfloat16: .*dtype='float32'"
+    ):
         load(path, xp="numpy")
+    # What the message says to do: float32 holds bfloat16 exactly.
+    layer = load(path, xp="numpy", dtype="float32")
+    assert layer.dtype == np.float32
+    np.testing.assert_array_equal(layer.weight, np.zeros((1, 2), np.float32))
+
+
+# 0x7FC0 and 0xFFC1 are quiet NaNs of either sign, 0x7F81 a signalling NaN; 0x3FC0 is 1.5.
+_BF16_NAN_WEIGHT = np.array([[0x7FC0, 0xFFC1], [0x7F81, 0x3FC0]], np.uint16)
+_BF16_NAN_BIAS = np.array([0xFFC1, 0x3FC0], np.uint16)
+
+
+def _bfloat16_from_bits(library, bits):
+    if library == "torch":
+        torch = pytest.importorskip("torch", reason="a torch bfloat16 layer needs torch")
+        return torch.from_numpy(bits.view(np.int16).copy()).view(torch.bfloat16)
+    jax = pytest.importorskip("jax", reason="a JAX bfloat16 layer needs jax")
+    return jax.lax.bitcast_convert_type(jax.numpy.asarray(bits), jax.numpy.bfloat16)
+
+
+def _bfloat16_bits(library, a):
+    if library == "torch":
+        import torch
+
+        return a.view(torch.int16).numpy().view(np.uint16)
+    import jax
+
+    return np.asarray(jax.lax.bitcast_convert_type(a, jax.numpy.uint16))
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_bfloat16_nan_bits_survive_safetensors_round_trip(tmp_path, library):
+    weight = _bfloat16_from_bits(library, _BF16_NAN_WEIGHT)
+    bias = _bfloat16_from_bits(library, _BF16_NAN_BIAS)
+    layer = Affine.from_state_dict({"weight": weight, "bias": bias}, xp=library)
+    path = tmp_path / "layer.safetensors"
+    save(path, layer)
+    loaded = load(path, xp=library)
+    assert dtype_name(loaded.dtype) == "bfloat16"
+    assert loaded.weight.dtype == weight.dtype
+    np.testing.assert_array_equal(_bfloat16_bits(library, loaded.weight), _BF16_NAN_WEIGHT)
+    np.testing.assert_array_equal(_bfloat16_bits(library, loaded.bias), _BF16_NAN_BIAS)
 
 
 def test_bfloat16_matches_the_safetensors_package(tmp_path):
@@ -443,14 +487,14 @@ def test_unreadable_file_is_a_permission_error(tmp_path, monkeypatch, suffix):
     # chmod cannot stop root from reading; refuse the open itself instead.
     path = tmp_path / f"locked{suffix}"
     save(path, Affine(2, 2, xp="numpy"))
-    real_open = open
+    real_open = os.open
 
     def locked_open(file, *args, **kwargs):
         if os.fspath(file) == os.fspath(path):
             raise PermissionError(errno.EACCES, "Permission denied", os.fspath(file))
         return real_open(file, *args, **kwargs)
 
-    monkeypatch.setattr("builtins.open", locked_open)
+    monkeypatch.setattr(os, "open", locked_open)
     with pytest.raises(PermissionError, match=rf"locked{suffix}"):
         load(path, xp="numpy")
 
@@ -538,3 +582,213 @@ def test_pickles_are_refused(tmp_path):
     _write_npz(path, weight=np.array([object()], dtype=object))
     with pytest.raises(TypeError, match=r"evil\.npz: 'weight' has dtype object"):
         load(path, xp="numpy")
+
+
+# -- round two: only regular files are read or replaced -------------------------------
+
+
+def _char_device(path):
+    """A private character device node (the numbers of /dev/null), or a skip where mknod is not allowed."""
+    if not hasattr(os, "mknod"):
+        pytest.skip("os.mknod is POSIX-only")
+    try:
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except OSError as exc:  # needs root (CAP_MKNOD), and a file system that allows device nodes
+        pytest.skip(f"cannot make a character device here: {exc}")
+
+
+def _fifo(path):
+    if not hasattr(os, "mkfifo"):
+        pytest.skip("os.mkfifo is POSIX-only")
+    os.mkfifo(path)
+
+
+_SPECIAL = {"fifo": (_fifo, stat.S_ISFIFO), "char-device": (_char_device, stat.S_ISCHR)}
+
+
+def _in_thread(fn, seconds=20):
+    """Run fn in a daemon thread; what it raised, or a failure if it still runs after `seconds` (it hung)."""
+    import threading
+
+    outcome = {}
+
+    def run():
+        try:
+            outcome["value"] = fn()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s"
+    return outcome
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="device nodes and FIFOs are POSIX")
+@pytest.mark.parametrize("kind", list(_SPECIAL))
+@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_save_never_replaces_what_is_not_a_regular_file(tmp_path, kind, through_link, suffix):
+    make, is_kind = _SPECIAL[kind]
+    node = tmp_path / f"node{suffix}"
+    make(node)
+    path = node
+    if through_link:
+        path = tmp_path / f"link{suffix}"
+        path.symlink_to(node)
+    outcome = _in_thread(lambda: save(path, Affine(2, 2, xp="numpy")))
+    error = outcome.get("error")
+    assert isinstance(error, OSError), outcome
+    assert path.name in str(error)
+    assert "regular file" in str(error)
+    assert is_kind(node.lstat().st_mode)  # still the node it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted({node.name, path.name})
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="device nodes and FIFOs are POSIX")
+@pytest.mark.parametrize("kind", list(_SPECIAL))
+@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_load_never_reads_what_is_not_a_regular_file(tmp_path, kind, through_link, suffix):
+    make, is_kind = _SPECIAL[kind]
+    node = tmp_path / f"node{suffix}"
+    make(node)
+    path = node
+    if through_link:
+        path = tmp_path / f"link{suffix}"
+        path.symlink_to(node)
+    outcome = _in_thread(lambda: load(path, xp="numpy"))
+    error = outcome.get("error")
+    assert isinstance(error, OSError), outcome
+    assert isinstance(error, ValueError)  # a bad `path` too, as io.UnsupportedOperation is
+    assert path.name in str(error)
+    assert "regular file" in str(error)
+    assert is_kind(node.lstat().st_mode)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/zero"), reason="needs /dev/zero")
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_load_of_a_link_to_dev_zero_reads_nothing(tmp_path, suffix):
+    link = tmp_path / f"zero{suffix}"
+    link.symlink_to("/dev/zero")
+    peak = _peak_during(lambda: _in_thread(lambda: load(link, xp="numpy"), seconds=10))
+    with pytest.raises(OSError, match=r"character device \(a link to '/dev/zero'\)"):
+        load(link, xp="numpy")
+    assert peak < 1 << 20
+
+
+def test_a_regular_file_through_links_still_loads_and_saves(tmp_path):
+    real = tmp_path / "real.npz"
+    save(real, Affine(2, 2, xp="numpy", seed=0))
+    (tmp_path / "hop.npz").symlink_to(real)
+    link = tmp_path / "link.npz"
+    link.symlink_to(tmp_path / "hop.npz")
+    layer = Affine(2, 2, xp="numpy", seed=5)
+    save(link, layer)
+    _assert_same(load(link, xp="numpy"), layer)
+    assert link.is_symlink()
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize(
+    ("make", "shown"),
+    [
+        (lambda: None, "NoneType None"),
+        (lambda: np.asmatrix(np.ones((2, 2))), "numpy.matrix"),
+        (lambda: {"weight": np.ones((2, 2))}, "dict"),
+    ],
+    ids=["None", "matrix", "state-dict"],
+)
+def test_save_takes_a_layer(tmp_path, make, shown):
+    layer = make()
+    path = tmp_path / "layer.npz"
+    with pytest.raises(TypeError, match=rf"`layer` must be an xaffine.Affine; got {re.escape(shown)}"):
+        save(path, layer)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX permission bits")
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
+def test_save_does_not_replace_a_read_only_file(tmp_path, suffix, through_link):
+    path = tmp_path / f"kept{suffix}"
+    old = Affine(2, 2, xp="numpy", seed=0)
+    save(path, old)
+    path.chmod(0o444)
+    given = path
+    if through_link:
+        given = tmp_path / f"link{suffix}"
+        given.symlink_to(path)
+    with pytest.raises(PermissionError, match=rf"link{suffix}|kept{suffix}") as info:
+        save(given, Affine(2, 2, xp="numpy", seed=1))
+    assert "read-only" in str(info.value)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o444
+    _assert_same(load(path, xp="numpy"), old)
+    assert len(list(tmp_path.iterdir())) == 1 + through_link
+    path.chmod(0o644)
+    save(given, Affine(2, 2, xp="numpy", seed=1))  # writable again: replaced
+    _assert_same(load(path, xp="numpy"), Affine(2, 2, xp="numpy", seed=1))
+
+
+@pytest.mark.parametrize("shape", [[0, 2**62], [0, 2**40], [2**40, 0], [2**31, 0]])
+@pytest.mark.parametrize("suffix", SUFFIXES)
+def test_crafted_feature_counts_are_refused_naming_file_and_key(tmp_path, shape, suffix):
+    path = tmp_path / f"crafted{suffix}"
+    if suffix == ".npz":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("weight.npy", _npy_header(tuple(shape), "<f4"))
+    else:
+        _write_safetensors(path, {"weight": {"dtype": "F32", "shape": shape, "data_offsets": [0, 0]}}, b"")
+    with pytest.raises(ValueError, match=rf"crafted{suffix}: 'weight' declares shape .*at most 2147483647"):
+        load(path, xp="numpy")
+
+
+def test_the_largest_feature_count_loads(tmp_path):
+    path = tmp_path / "wide.safetensors"
+    _write_safetensors(path, {"weight": {"dtype": "F32", "shape": [0, 2**31 - 1], "data_offsets": [0, 0]}}, b"")
+    assert load(path, xp="numpy").in_features == 2**31 - 1
+
+
+def test_feature_counts_of_a_new_layer_are_bounded():
+    with pytest.raises(ValueError, match=r"`in_features` must be an integer from 0 to 2147483647"):
+        Affine(2**40, 0, xp="numpy")
+    with pytest.raises(ValueError, match=r"`out_features` must be an integer from 0 to 2147483647"):
+        Affine(0, 2**31, xp="numpy")
+    with pytest.raises(ValueError, match=r"`in_features` must be an integer from 0 to 2147483647"):
+        Affine.from_state_dict({"weight": np.zeros((0, 2**40), np.float32)}, xp="numpy")
+
+
+def test_a_bad_xaffine_backend_variable_is_named_not_the_file(tmp_path, monkeypatch):
+    path = tmp_path / "layer.npz"
+    save(path, Affine(2, 2, xp="numpy"))
+    monkeypatch.setenv("XAFFINE_BACKEND", "junk")
+    for call in (lambda: load(path), lambda: Affine(2, 2)):
+        with pytest.raises(ValueError, match=r"XAFFINE_BACKEND='junk' is not a backend: unknown backend") as info:
+            call()
+        assert "layer.npz" not in str(info.value)
+
+
+@pytest.mark.parametrize("suffix", SUFFIXES)
+@pytest.mark.parametrize("byte_order", ["<", ">"])
+def test_load_peak_memory_is_close_to_the_parameters(tmp_path, suffix, byte_order):
+    """`load` holds one copy of the data: its peak is at most 1.2x the parameters' bytes."""
+    if suffix == ".safetensors" and byte_order == ">":
+        pytest.skip("reason: .safetensors is little-endian only")
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((2048, 1024)).astype(byte_order + "f4")  # 8 MiB
+    bias = rng.standard_normal(2048).astype(byte_order + "f4")
+    path = tmp_path / f"layer{suffix}"
+    if suffix == ".npz":
+        np.savez(path, weight=weight, bias=bias)
+    else:
+        save(path, Affine.from_state_dict({"weight": weight, "bias": bias}, xp="numpy"))
+    tracemalloc.start()
+    try:
+        loaded = load(path, xp="numpy")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak / (weight.nbytes + bias.nbytes) <= 1.2
+    np.testing.assert_array_equal(to_numpy(loaded.weight), weight)
+    np.testing.assert_array_equal(to_numpy(loaded.bias), bias)

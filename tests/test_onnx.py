@@ -158,3 +158,197 @@ def test_cli_export_missing_file(tmp_path, capsys):
     assert args.run(args) == 1
     assert "nope.npz" in capsys.readouterr().err
     assert not (tmp_path / "out.onnx").exists()
+
+
+# -- round two: edge cases, dtypes, files -----------------------------------------------
+
+
+@pytest.mark.parametrize("w_shape", [(2, 0), (0, 3)], ids=["no-inputs", "no-outputs"])
+@pytest.mark.parametrize(("batch", "lead"), [(("B", "T"), (2, 3)), (("A", "B", "C"), (2, 0, 1)), ((2, "T"), (2, 2))])
+def test_zero_features_with_several_symbolic_axes(tmp_path, w_shape, batch, lead):
+    params = {"weight": host_random(w_shape, "float64", 1), "bias": host_random(w_shape[:1], "float64", 2)}
+    forward, backward = export(params, tmp_path / "m.onnx", backward=True, batch=batch)
+    x = host_random((*lead, w_shape[1]), "float64", 3)
+    grad = host_random((*lead, w_shape[0]), "float64", 4)
+    (out,) = _session(forward).run(["out"], {"x": x})
+    _close(out, reference_forward(x, params["weight"], params["bias"]), "float64", 3)
+    got = _session(backward).run(["grad_x", "grad_weight", "grad_bias"], {"grad": grad, "x": x})
+    for actual, reference in zip(got, reference_backward(grad, x, params["weight"], params["bias"]), strict=True):
+        _close(actual, reference, "float64", 4)
+
+
+@pytest.mark.parametrize("batch", [(2, 0), 0, ("N", 0)])
+def test_backward_model_always_takes_x(tmp_path, batch):
+    _, backward = export(_params("float32"), tmp_path / "m.onnx", backward=True, batch=batch)
+    assert [i.name for i in onnx.load(backward).graph.input] == ["grad", "x", "weight"]
+
+
+@pytest.mark.parametrize(
+    ("batch", "error", "match"),
+    [
+        (2**63, ValueError, r"from 0 to 2\*\*63 - 1"),
+        (-1, ValueError, "from 0 to"),
+        (b"N", TypeError, "got bytes"),
+        (bytearray(b"N"), TypeError, "got bytearray"),
+        ([True], TypeError, "True"),
+        ("", ValueError, "empty axis name"),
+        ({"N"}, TypeError, "`batch`"),
+    ],
+)
+def test_batch_is_names_and_int64_sizes(tmp_path, batch, error, match):
+    with pytest.raises(error, match=match):
+        export(_params("float32"), tmp_path / "m.onnx", batch=batch)
+    assert not any(tmp_path.iterdir())
+
+
+def test_largest_batch_size_and_numpy_integers_are_taken(tmp_path):
+    export(_params("float32"), tmp_path / "a.onnx", batch=2**63 - 1)
+    (path,) = export(_params("float32"), tmp_path / "b.onnx", batch=(np.int64(3),))
+    x = host_random((3, 3), "float32", 5)
+    (out,) = _session(path).run(None, {"x": x})
+    _close(out, reference_forward(x, _params("float32")["weight"], _params("float32")["bias"]), "float32", 3)
+
+
+def test_one_output_weight_with_a_python_number_bias(tmp_path):
+    weight = host_random((3,), "float32", 1)
+    forward, _ = export({"weight": weight, "bias": 1.5}, tmp_path / "m.onnx", backward=True)
+    x = host_random((4, 3), "float32", 2)
+    (out,) = _session(forward).run(["out"], {"x": x})
+    np.testing.assert_allclose(out, xaffine.affine(x, weight, 1.5), rtol=1e-6)
+    with pytest.raises(ValueError, match=r"`bias` must be an array of shape \(2,\)"):
+        export({"weight": np.ones((2, 3), np.float32), "bias": 1.5}, tmp_path / "n.onnx")
+    with pytest.raises(TypeError, match="complex number"):
+        export({"weight": weight, "bias": 1j}, tmp_path / "n.onnx")
+
+
+@pytest.mark.parametrize("library", ["torch", "jax"])
+def test_bfloat16_is_refused_never_converted(tmp_path, library):
+    pytest.importorskip(library, reason=f"a bfloat16 layer of {library}")
+    layer = xaffine.Affine(3, 2, xp=library, dtype="bfloat16", seed=0)
+    with pytest.raises(TypeError, match=r"`weight` has dtype bfloat16; ONNX models are exported in float16"):
+        export(layer, tmp_path / "m.onnx")
+    assert not any(tmp_path.iterdir())
+    export(layer.to(dtype="float32"), tmp_path / "m.onnx")  # the conversion the message names
+
+
+def test_parameters_over_two_gib_are_refused_up_front(tmp_path):
+    # A broadcast view: 4 GiB of float32 as the model would hold them, without the memory.
+    weight = np.broadcast_to(np.float32(0.5), (1 << 16, 1 << 14))
+    with pytest.raises(ValueError, match=r"4294967296 bytes .* at most 2 GiB"):
+        export({"weight": weight}, tmp_path / "m.onnx")
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("in_the_way", ["forward", "backward"])
+def test_a_failed_pair_keeps_both_old_files(tmp_path, in_the_way):
+    path = tmp_path / "m.onnx"
+    old = {path: b"old forward", tmp_path / "m.backward.onnx": b"old backward"}
+    for p, data in old.items():
+        p.write_bytes(data)
+    blocked = path if in_the_way == "forward" else tmp_path / "m.backward.onnx"
+    blocked.unlink()
+    blocked.mkdir()
+    with pytest.raises(IsADirectoryError, match=blocked.name):
+        export(_params("float32"), path, backward=True)
+    for p, data in old.items():
+        assert p.is_dir() if p == blocked else p.read_bytes() == data
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.backward.onnx", "m.onnx"]
+
+
+def test_a_failed_build_of_the_backward_model_keeps_both_old_files(tmp_path, monkeypatch):
+    path, back = tmp_path / "m.onnx", tmp_path / "m.backward.onnx"
+    path.write_bytes(b"old forward")
+    back.write_bytes(b"old backward")
+    real = onnx.checker.check_model
+
+    def check_model(model, *args, **kwargs):
+        if any(o.name == "grad_x" for o in model.graph.output):
+            raise onnx.checker.ValidationError("simulated inference error")
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(onnx.checker, "check_model", check_model)
+    with pytest.raises(onnx.checker.ValidationError, match="simulated"):
+        export(_params("float32"), path, backward=True)
+    assert path.read_bytes() == b"old forward"
+    assert back.read_bytes() == b"old backward"
+
+
+def test_a_failed_second_rename_restores_the_first_file(tmp_path, monkeypatch):
+    path, back = tmp_path / "m.onnx", tmp_path / "m.backward.onnx"
+    path.write_bytes(b"old forward")
+    real = os.replace
+
+    def replace(src, dst):
+        if os.fspath(dst) == os.fspath(back) and ".tmp" in os.fspath(src):
+            raise OSError(28, "simulated full disk")
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="simulated full disk"):
+        export(_params("float32"), path, backward=True)
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old forward"
+    assert not back.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_export_never_replaces_a_fifo(tmp_path):
+    fifo = tmp_path / "m.onnx"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match=r"m\.onnx.*|FIFO"):
+        export(_params("float32"), fifo)
+    assert os.path.exists(fifo)
+    assert not fifo.is_file()
+
+
+def test_cli_export_never_replaces_a_device_node(tmp_path, capsys):
+    import stat
+
+    xaffine.save(tmp_path / "layer.npz", xaffine.Affine(3, 2, xp="numpy", seed=0))
+    node = tmp_path / "null"
+    try:
+        os.mknod(node, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    except (OSError, AttributeError) as exc:
+        pytest.skip(f"cannot make a character device here (needs root and mknod): {exc}")
+    args = _cli(["export", os.fspath(tmp_path / "layer.npz"), os.fspath(node)])
+    assert args.run(args) == 1
+    assert "character device" in capsys.readouterr().err
+    assert stat.S_ISCHR(node.lstat().st_mode)
+
+
+@pytest.mark.parametrize("how", ["same", "hard-link", "symlink", "backward"])
+def test_cli_export_refuses_to_overwrite_its_input(tmp_path, capsys, how):
+    layer_path = tmp_path / "layer.npz"
+    xaffine.save(layer_path, xaffine.Affine(3, 2, xp="numpy", seed=0))
+    before = layer_path.read_bytes()
+    out = layer_path
+    if how == "hard-link":
+        out = tmp_path / "other.npz"
+        os.link(layer_path, out)
+    elif how == "symlink":
+        out = tmp_path / "sub" / ".." / "alias.onnx"
+        (tmp_path / "sub").mkdir()
+        (tmp_path / "alias.onnx").symlink_to(layer_path)
+    elif how == "backward":
+        # OUT.backward.onnx would be the input
+        layer_path = tmp_path / "m.backward.npz"
+        os.replace(tmp_path / "layer.npz", layer_path)
+        out = tmp_path / "m.npz"
+    args = _cli(["export", os.fspath(layer_path), os.fspath(out), "--backward"])
+    assert args.run(args) == 2
+    err = capsys.readouterr().err
+    assert "is the input" in err
+    assert layer_path.read_bytes() == before
+
+
+def test_cli_export_bfloat16_says_what_numpy_lacks(tmp_path, capsys):
+    pytest.importorskip("torch", reason="a bfloat16 layer to save")
+    path = tmp_path / "layer.safetensors"
+    xaffine.save(path, xaffine.Affine(3, 2, xp="torch", dtype="bfloat16", seed=0))
+    args = _cli(["export", os.fspath(path), os.fspath(tmp_path / "m.onnx")])
+    assert args.run(args) == 1
+    err = capsys.readouterr().err
+    assert "NumPy has no bfloat16" in err
+    assert "dtype='float32'" in err
+    assert not (tmp_path / "m.onnx").exists()

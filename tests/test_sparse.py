@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import tracemalloc
 
 import numpy as np
@@ -103,3 +104,92 @@ def test_memory_follows_the_nonzeros():
     assert backward_peak < budget
     some = slice(0, 3)
     np.testing.assert_allclose(out[some], (x[some].todense() @ w.T), rtol=1e-4, atol=1e-4)
+
+
+def _all_sparse(fmt):
+    host = _sparse_host((6, 5), "float64", 0)
+    x = FORMATS[fmt](host)
+    w_host = _sparse_host((4, 5), "float64", 1)
+    return host, x, w_host, FORMATS[fmt](w_host)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_sparse_product_plus_dense_bias_is_sparse_with_zero_fill(fmt):
+    # A training step makes a zero bias non-uniform: the result must stay usable.
+    host, x, w_host, w = _all_sparse(fmt)
+    b = np.arange(1.0, 5.0)
+    out = affine(x, w, b)
+    assert type(out) is type(x)
+    assert out.fill_value == 0
+    _close(out.todense(), reference_forward(host, w_host, b), "float64", 5)
+    np.testing.assert_allclose((out @ np.ones(4)), reference_forward(host, w_host, b).sum(axis=1))
+    _, tangent = affine_jvp(x, w, b, (x, None, b))
+    assert tangent.fill_value == 0
+    _close(tangent.todense(), reference_forward(host, w_host, b), "float64", 5)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+@pytest.mark.parametrize("zero_d", [False, True], ids=["number", "0-d sparse"])
+def test_sparse_product_plus_a_number_is_sparse_with_zero_fill(fmt, zero_d):
+    # A 0-d sparse array holds its value as its fill value.
+    host, x, w_host, _ = _all_sparse(fmt)
+    w = FORMATS[fmt](w_host[0])
+    out = affine(x, w, sparse.asarray(np.float64(0.5)) if zero_d else 0.5)
+    assert type(out) is type(x)
+    assert out.fill_value == 0
+    _close(out.todense(), reference_forward(host, w_host[0], 0.5), "float64", 5)
+
+
+@pytest.mark.parametrize("sparse_name", ["x", "weight"])
+def test_float16_sparse_is_refused_naming_it(sparse_name):
+    # COO only: pydata/sparse cannot make a float16 GCXS array.
+    host = _sparse_host((6, 5), "float16", 0)
+    w_host = host_random((4, 5), "float16", 1)
+    coo = sparse.COO.from_numpy
+    x, w = (coo(host), w_host) if sparse_name == "x" else (host, coo(w_host))
+    message = rf"`{sparse_name}` is a float16 array, and pydata/sparse has no float16 matrix product: .*float32"
+    with pytest.raises(TypeError, match=message):
+        affine(x, w)
+
+
+@pytest.mark.parametrize("name", ["x", "weight", "bias", "grad"])
+def test_nonzero_fill_value_is_refused_naming_it(name):
+    host, x, w_host, w = _all_sparse("COO")
+    b = sparse.COO.from_numpy(np.ones(4))
+    grad = sparse.COO.from_numpy(np.ones((6, 4)))
+    affine_backward(grad, x, w, b)  # the signature is known: the fill value is still checked
+    filled = {
+        "x": sparse.COO.from_numpy(host, fill_value=1.0),
+        "weight": sparse.COO.from_numpy(w_host, fill_value=1.0),
+        "bias": sparse.full((4,), 2.5),
+        "grad": sparse.full((6, 4), 1.0),
+    }
+    args = {"x": x, "weight": w, "bias": b, "grad": grad} | {name: filled[name]}
+    message = rf"`{name}` has fill value {filled[name].fill_value}"
+    with pytest.raises(ValueError, match=message):
+        affine_backward(args["grad"], args["x"], args["weight"], args["bias"])
+    if name != "grad":
+        with pytest.raises(ValueError, match=message):
+            affine(args["x"], args["weight"], args["bias"])
+
+
+@pytest.mark.parametrize("special", [np.nan, np.inf])
+def test_a_dense_operands_nan_or_inf_meets_only_stored_elements(special):
+    """Documented: the product with a sparse `x` multiplies only x's stored elements, so a
+    non-finite weight or grad element reaches only the results that involve a stored one."""
+    host = np.zeros((3, 2))
+    host[0, 0] = 2.0
+    x = sparse.COO.from_numpy(host)
+    w = np.ones((2, 2))
+    w[1, 0] = special
+    grad = np.ones((3, 2))
+    grad[1, 0] = special
+    nan = np.isnan(special)
+    # pydata/sparse warns of a NaN in a product's operand (not of an infinity).
+    with pytest.warns(RuntimeWarning, match="Nan will not be propagated") if nan else contextlib.nullcontext():
+        out = affine(x, w)
+    with pytest.warns(RuntimeWarning, match="Nan will not be propagated") if nan else contextlib.nullcontext():
+        dw = affine_backward(grad, x, w, wrt="weight").weight
+    assert np.isnan(out[0, 1]) if nan else out[0, 1] == np.inf
+    np.testing.assert_array_equal(out[1:], 0.0)  # a dense x gives NaN there (0 * inf, 0 * nan)
+    np.testing.assert_array_equal(dw, [[2.0, 0.0], [2.0, 0.0]])  # grad's row 1 meets no stored element

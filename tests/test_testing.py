@@ -2,42 +2,20 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 from array_api_compat import array_namespace
+from array_api_compat import device as array_api_compat_device
 
 from tests.helpers import host_random, inputs, make_inputs
-from xaffine import affine, affine_backward, affine_jvp
+from tests.mutants import BANK, applies, expected, jvp, random_case, right_vjp, tanh_jvp, tanh_layer, tanh_vjp
+from xaffine import affine, affine_backward
 from xaffine._backends import to_numpy
 from xaffine.testing import check_adjoint, check_vjp
 
 NAMES = ("x", "weight", "bias")
-
-
-def right_vjp(ct, x, w, b):
-    return tuple(affine_backward(ct, x, w, b))
-
-
-def jvp(t, x, w, b):
-    return affine_jvp(x, w, b, t)[1]
-
-
-def transposed_dw(ct, x, w, b):
-    g = right_vjp(ct, x, w, b)
-    # Same shape only when square: the classic slip of dW = X^T dA.
-    return g[0], g[1].T, g[2]
-
-
-def dx_missing_a_term(ct, x, w, b):
-    g = right_vjp(ct, x, w, b)
-    # As if W had lost its last row: one output's contribution to dX dropped.
-    return g[0] - ct[..., -1:] * w[-1, :], g[1], g[2]
-
-
-def bias_not_summed_over_a_leading_axis(ct, x, w, b):
-    g = right_vjp(ct, x, w, b)
-    # Summed over the rows of the first batch element only.
-    return g[0], g[1], array_namespace(ct).sum(ct[0, ...], axis=0)
 
 
 def off_by_a_little(ct, x, w, b):
@@ -45,25 +23,44 @@ def off_by_a_little(ct, x, w, b):
     return g[0], g[1] * 1.001, g[2]
 
 
-BUGS = [transposed_dw, dx_missing_a_term, bias_not_summed_over_a_leading_axis, off_by_a_little]
-
-
 def _args(backend, dtype, x_shape=(2, 3, 4), n=4):
     return make_inputs(backend, x_shape, n, dtype)[1].args
 
 
-@pytest.mark.parametrize("bug", BUGS, ids=[b.__name__ for b in BUGS])
-class TestPlantedBugs:
-    def test_adjoint_catches(self, backend, bug):
-        args = _args(backend, "float64")
-        with pytest.raises(AssertionError, match=r"adjoint identity failed \(seed=0"):
-            check_adjoint(jvp, bug, args, argnames=NAMES)
+BANK_SHAPES = {"suite": ((2, 3, 4), 4), "square": ((4, 4), 4), "64x512->512": ((64, 512), 512)}
 
-    @pytest.mark.parametrize("mode", ["fast", "full"])
-    def test_finite_differences_catch(self, backend, bug, mode):
-        args = _args(backend, "float64")
-        with pytest.raises(AssertionError, match=rf"gradient check failed \({mode} mode, seed=0"):
-            check_vjp(affine, bug, args, mode=mode, argnames=NAMES)
+
+def _bank_args(backend, dtype, x_shape, n):
+    complex_ = dtype.startswith("complex")
+    host = "complex128" if complex_ else "float64"
+    k = x_shape[-1]
+    parts = (host_random(x_shape, host, 0), host_random((n, k), host, 1) / np.sqrt(k), host_random((n,), host, 2))
+    return tuple(_moved(backend, a, dtype) for a in parts), host_random(x_shape, host, 9)
+
+
+@pytest.mark.parametrize("shape", list(BANK_SHAPES))
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16", "complex128", "complex64"])
+@pytest.mark.parametrize("mutant", BANK, ids=[m.name for m in BANK])
+def test_bank_of_wrong_backwards(backend, mutant, dtype, shape):
+    """Each wrong backward is caught by every check that docs/testing.md's table (tests/mutants.py) claims."""
+    x_shape, n = BANK_SHAPES[shape]
+    if not applies(mutant, dtype, x_shape, n):
+        pytest.skip(f"not a wrong value at x {x_shape} -> {n} in {dtype} (see tests/mutants.py)")
+    backend.dtype(dtype)
+    if shape == "64x512->512" and backend.row.library in ("dask", "ndonnx", "sparse"):
+        pytest.skip("the large shape runs on the eager dense libraries; the two small ones run here")
+    args, stale = _bank_args(backend, dtype, x_shape, n)
+    vjp = mutant.make(stale)
+    checks = {"adjoint": lambda: check_adjoint(jvp, vjp, args, argnames=NAMES)}
+    checks["fast"] = lambda: check_vjp(affine, vjp, args, argnames=NAMES)
+    if shape != "64x512->512":
+        checks["full"] = lambda: check_vjp(affine, vjp, args, mode="full", argnames=NAMES)
+    claimed = [run for check, run in checks.items() if expected(mutant, dtype, check)]
+    if not claimed:
+        pytest.skip("no check claims this one (docs/testing.md's table shows what each does)")
+    for run in claimed:
+        with pytest.raises(AssertionError):
+            run()
 
 
 @pytest.mark.gpu_smoke
@@ -228,3 +225,131 @@ def test_oracle(oracle, dtype, x_shape, w_shape, bias):
         theirs = [np.conj(np.asarray(t)) for t in pullback(jnp.conj(jnp.asarray(g)))]
     for a, t in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(a, t, rtol=1e-12, atol=1e-12)
+
+
+CASES = int(os.environ.get("XAFFINE_CASES", "2000"))  # a long run: XAFFINE_CASES=100000
+CASES_SEED = int(os.environ.get("XAFFINE_CASES_SEED", "2026"))
+# Each dtype's random cases run once, on the first backend of the matrix that has it.
+CASE_HOME = {"float64": "numpy", "float32": "numpy", "float16": "numpy", "complex128": "numpy", "complex64": "numpy"}
+CASE_HOME["bfloat16"] = "torch"
+
+
+def _moved(backend, host, dtype):
+    if isinstance(host, (float, complex)):
+        return host
+    moved = backend.xp.asarray(np.asarray(host), device=backend.device)
+    return backend.xp.astype(moved, getattr(backend.xp, dtype))
+
+
+def _alarms(case, args, seed):
+    checks = [("check_adjoint", check_adjoint, case.jvp, {}), ("check_vjp fast", check_vjp, case.f, {})]
+    if all(np.size(a) <= 64 for a in case.args):
+        checks.append(("check_vjp full", check_vjp, case.f, {"mode": "full"}))
+    found = []
+    for name, check, first, options in checks:
+        try:
+            check(first, case.vjp, args, seed=seed, **options)
+        except AssertionError as exc:
+            found.append(f"{name}: {str(exc)[:300]}")
+    return found
+
+
+@pytest.mark.parametrize("dtype", list(CASE_HOME))
+def test_no_false_alarms_on_random_right_backwards(backend, dtype):
+    """XAFFINE_CASES random right backwards (2000 by default) pass both checks in each dtype.
+
+    Affine layers of both weight forms and a tanh layer; zero-size axes; elements over eight
+    orders of magnitude; one huge element in a quarter of the cases (see tests/mutants.py).
+    """
+    if backend.name != CASE_HOME[dtype]:
+        pytest.skip(f"{dtype}'s random cases run on {CASE_HOME[dtype]} alone (their cost is per case, not per backend)")
+    rng = np.random.default_rng([CASES_SEED, list(CASE_HOME).index(dtype)])
+    alarms = []
+    for number in range(CASES):
+        case = random_case(rng, dtype)
+        args = tuple(_moved(backend, a, dtype) for a in case.args)
+        # Values past the dtype's range are part of the cases: NumPy's warning for them is not the point.
+        with np.errstate(over="ignore"):
+            alarms += [f"case {number} ({case.label}), {alarm}" for alarm in _alarms(case, args, number)]
+    assert not alarms, f"{len(alarms)} false alarms in {CASES} cases:\n" + "\n".join(alarms[:10])
+
+
+def _tanh_args(backend, dtype, big=None):
+    rng = np.random.default_rng(0)
+    x, w = 0.1 * rng.standard_normal((16, 8)), rng.standard_normal((4, 8))
+    if big is not None:
+        x[0, 0] = big
+    return _moved(backend, x, dtype), _moved(backend, w, dtype)
+
+
+@pytest.mark.parametrize("big", [1e4, 1e5, 1e8])
+@pytest.mark.parametrize("mode", ["fast", "full"])
+def test_one_large_element_raises_no_false_alarm(backend, big, mode):
+    """The docs' tanh layer with one large input: steps in proportion to each element's own size."""
+    if mode == "full" and backend.row.library == "dask":
+        pytest.skip("full mode computes one Dask graph per probed element; Dask runs the fast mode")
+    check_vjp(tanh_layer, tanh_vjp, _tanh_args(backend, "float64", big), mode=mode)
+
+
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_the_docs_wrong_tanh_backward_is_caught_in_narrow_dtypes(backend, dtype):
+    backend.dtype(dtype)
+    args = _tanh_args(backend, dtype)
+
+    def forgets_the_derivative(ct, x, w):
+        xp = array_namespace(ct)
+        return xp.matmul(ct, w), xp.matmul(xp.matrix_transpose(ct), x)
+
+    check_adjoint(tanh_jvp, tanh_vjp, args)
+    check_vjp(tanh_layer, tanh_vjp, args)
+    with pytest.raises(AssertionError, match="adjoint identity failed"):
+        check_adjoint(tanh_jvp, forgets_the_derivative, args)
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        check_vjp(tanh_layer, forgets_the_derivative, args)
+
+
+def _nan_in_narrow_dtype(ct, x, w, b):
+    """Right in float64, NaN in one element of dW in any narrower dtype."""
+    g = right_vjp(ct, x, w, b)
+    xp = array_namespace(ct)
+    if g[1].dtype in (xp.float64, xp.complex128):
+        return g
+    nan = xp.asarray(float("nan"), dtype=g[1].dtype, device=array_api_compat_device(g[1]))
+    first = xp.reshape(xp.arange(g[1].shape[0] * g[1].shape[1]), g[1].shape) == 0
+    return g[0], xp.where(first, nan, g[1]), g[2]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float16"])
+def test_a_nan_only_in_the_callers_dtype_fails_both_checks(backend, dtype):
+    backend.dtype(dtype)
+    args = _args(backend, dtype)
+    message = rf"gradient of `weight` is not finite in .*{dtype}: nan at element \(0, 0\)"
+    with pytest.raises(AssertionError, match=message):
+        check_vjp(affine, _nan_in_narrow_dtype, args, argnames=NAMES)
+    with pytest.raises(AssertionError, match=message):
+        check_adjoint(jvp, _nan_in_narrow_dtype, args, argnames=NAMES)
+
+
+def test_an_overflow_of_the_callers_dtype_is_no_false_alarm(backend):
+    """Most of dW's true values are past float16's largest: an infinity there is the dtype's, not a bug."""
+    backend.dtype("float16")
+    host = inputs((16, 3), 2, "float64", seed=0)
+    x = np.full((16, 3), 6e4)
+    args = tuple(_moved(backend, a, "float16") for a in (x, host.weight, host.bias))
+    with np.errstate(over="ignore"):
+        check_vjp(affine, right_vjp, args, argnames=NAMES)
+        check_adjoint(jvp, right_vjp, args, argnames=NAMES)
+
+
+def test_a_backward_that_fails_in_float64_is_a_failed_check():
+    args = tuple(np.asarray(a, dtype=np.float32) for a in inputs((3, 4), 2, "float64").args)
+
+    def float32_only(ct, x, w, b):
+        if ct.dtype != np.float32:
+            msg = "float32 only"
+            raise TypeError(msg)
+        return right_vjp(ct, x, w, b)
+
+    for check, first in ((check_vjp, affine), (check_adjoint, jvp)):
+        with pytest.raises(AssertionError, match=r"vjp raised TypeError on float64 copies .*: float32 only"):
+            check(first, float32_only, args)

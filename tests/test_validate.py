@@ -332,3 +332,96 @@ def test_mixed_message_names_the_real_types():
     x = np.ones((3, 4)).view(Sub)
     with pytest.raises(TypeError, match=r"`x` is a numpy array \(.*Sub\), `weight` is a torch array \(torch.Tensor\)"):
         affine(x, torch.ones(2, 4, dtype=torch.float64))
+
+
+# -- one rule for every argument: NumPy beside a library that takes it ------------------
+
+_HOSTS = {
+    "jax": ("jax.numpy", "jax"),
+    "dask": ("dask.array", "dask"),
+}
+
+
+def _host_library(name):
+    module, _ = _HOSTS[name]
+    xp = pytest.importorskip(module, reason=f"the NumPy-beside rule for {name} needs {name}")
+    if name == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+    return xp
+
+
+def _is_of(a, name):
+    return type(a).__module__.partition(".")[0] in {"jax": ("jax", "jaxlib"), "dask": ("dask",)}[name]
+
+
+def _computed(a):
+    return np.asarray(a.compute() if hasattr(a, "compute") else a)
+
+
+_X, _W, _B, _G = (np.arange(12.0).reshape(3, 4), np.arange(8.0).reshape(2, 4) / 7, np.array([1.0, -2.0]), None)
+_GRAD = np.linspace(-1, 1, 6).reshape(3, 2)
+
+
+def _reference():
+    return _X @ _W.T + _B, (_GRAD @ _W, _GRAD.T @ _X, _GRAD.sum(0))
+
+
+# Which argument is the other library's; the rest are NumPy.
+@pytest.mark.parametrize("library", list(_HOSTS))
+@pytest.mark.parametrize("which", ["x", "weight", "bias", "grad"])
+def test_numpy_beside_another_library_any_argument(library, which):
+    xp = _host_library(library)
+    args = {"x": _X, "weight": _W, "bias": _B, "grad": _GRAD}
+    args[which] = xp.asarray(args[which])
+    out_ref, grads_ref = _reference()
+    if which != "grad":
+        out = affine(args["x"], args["weight"], args["bias"])
+        assert _is_of(out, library)
+        np.testing.assert_allclose(_computed(out), out_ref)
+    grads = affine_backward(args["grad"], args["x"], args["weight"], args["bias"])
+    for got, want in zip(grads, grads_ref, strict=True):
+        assert _is_of(got, library), type(got)
+        np.testing.assert_allclose(_computed(got), want)
+    out, vjp = affine_vjp(args["x"], args["weight"], args["bias"])
+    for got, want in zip(vjp(args["grad"]), grads_ref, strict=True):
+        assert _is_of(got, library), type(got)
+        np.testing.assert_allclose(_computed(got), want)
+
+
+@pytest.mark.parametrize("library", list(_HOSTS))
+@pytest.mark.parametrize("which", [0, 1, 2])
+def test_a_tangent_of_another_library_beside_numpy(library, which):
+    xp = _host_library(library)
+    tangents = [None, None, None]
+    tangents[which] = xp.asarray((_X, _W, _B)[which])
+    out, tangent = affine_jvp(_X, _W, _B, tuple(tangents))
+    assert _is_of(out, library)
+    assert _is_of(tangent, library)
+    want = [_X @ _W.T, _X @ _W.T, np.broadcast_to(_B, (3, 2))][which]
+    np.testing.assert_allclose(_computed(tangent), want)
+
+
+def test_a_numpy_layer_on_jax_inputs_gives_jax_results():
+    jnp = _host_library("jax")
+    from xaffine import Affine
+
+    layer = Affine(4, 2, xp="numpy", dtype="float64", seed=0)
+    out = layer(jnp.asarray(_X))
+    dx = layer.backward(np.ones((3, 2)))
+    assert _is_of(out, "jax")
+    assert _is_of(dx, "jax")
+    assert _is_of(layer.grads["weight"], "jax")
+    np.testing.assert_allclose(np.asarray(dx), np.ones((3, 2)) @ np.asarray(layer.weight))
+
+
+def test_numpy_beside_another_library_still_refuses_a_third():
+    jnp = _host_library("jax")
+    da = _host_library("dask")
+    with pytest.raises(TypeError, match="more than one library"):
+        affine_backward(da.asarray(_GRAD), jnp.asarray(_X), _W, _B)
+    with pytest.raises(TypeError, match="more than one library"):
+        affine_jvp(jnp.asarray(_X), _W, _B, (None, da.asarray(_W), None))
+    with pytest.raises(TypeError, match="share one dtype"):
+        affine_backward(jnp.asarray(_GRAD, dtype=jnp.float32), _X, _W, _B)

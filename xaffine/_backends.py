@@ -34,6 +34,7 @@ __all__ = [
     "BackendChoice",
     "BackendUnavailable",
     "backend_of",
+    "bfloat16_from_bits",
     "default_backend",
     "device_name",
     "dtype_name",
@@ -138,6 +139,9 @@ def _as_is(xp: Namespace) -> Namespace:
     return xp
 
 
+_SPARSE_NO_FLOAT16 = "pydata/sparse has no float16 matrix product"
+
+
 class _SparseNamespace(type(os)):  # type: ignore[misc]
     """pydata/sparse's namespace, for sparse arrays with NumPy operands.
 
@@ -152,9 +156,7 @@ class _SparseNamespace(type(os)):  # type: ignore[misc]
 
     def __getattr__(self, name: str) -> Any:
         if name == "float16":
-            # pydata/sparse has no float16 matrix product of two sparse arrays.
-            msg = "pydata/sparse has no float16 matrix product"
-            raise AttributeError(msg)
+            raise AttributeError(_SPARSE_NO_FLOAT16)
         return getattr(self._raw, name)
 
     # It stands for the library's own namespace: equal to it (array_namespace(x) == xp holds).
@@ -235,6 +237,23 @@ def _cupy_host(a: Any) -> np.ndarray[Any, Any]:
 
 def _dask_host(a: Any) -> np.ndarray[Any, Any]:
     return np.asarray(a.compute())
+
+
+# -- how to make a bfloat16 array from its raw bits, every bit kept -------------------
+# A conversion from float32 does not keep them all: torch makes every NaN 0xFFFF, and
+# JAX drops NaN payloads and quiets signalling NaNs.
+
+
+def _torch_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
+    import torch
+
+    return torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16).to(device)
+
+
+def _jax_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
+    import jax
+
+    return jax.lax.bitcast_convert_type(jax.device_put(bits, device), jax.numpy.bfloat16)
 
 
 # -- fast paths of the core's operations, where a library has a cheaper call ---------
@@ -350,6 +369,42 @@ def _sparse_host(a: Any) -> np.ndarray[Any, Any]:
     return np.asarray(a.todense()) if hasattr(a, "todense") else np.asarray(a)
 
 
+def _sparse_add(out: Any, term: Any) -> Any:
+    """``out + term`` where one of them may be sparse and the other dense (a NumPy array or a
+    number).
+
+    pydata/sparse keeps a uniform dense term as the sum's fill value, which its matrix
+    products then refuse, and refuses a non-uniform one. A sparse `out` plus a dense term is
+    dense in value: it is stored as `out`'s format with fill value 0 (every non-zero element
+    stored), so that a sparse product stays sparse whatever the bias. A dense `out` plus a
+    sparse term is dense. A 0-d sparse term holds its value as its fill value: it is a number.
+    """
+    if hasattr(term, "todense") and term.ndim == 0:
+        term = term.todense()
+    out_sparse, term_sparse = not isinstance(out, np.ndarray), hasattr(term, "todense")
+    if out_sparse == term_sparse:
+        return out + term
+    if term_sparse:
+        return out + term.todense()
+    import sparse
+
+    return sparse.asarray(out.todense() + term, format=out.format)
+
+
+def _sparse_check(a: Any, name: str) -> None:
+    # Products and sums of pydata/sparse arrays assume that the implicit elements are zeros.
+    # A 0-d array holds its value as its fill value.
+    if type(a).__module__.partition(".")[0] != "sparse" or a.ndim == 0:
+        return
+    fill = a.fill_value
+    if fill != 0:
+        msg = (
+            f"`{name}` has fill value {fill} (shape {tuple(a.shape)}); xaffine takes pydata/sparse "
+            "arrays whose implicit elements are zeros (fill value 0)"
+        )
+        raise ValueError(msg)
+
+
 @dataclass(frozen=True)
 class Backend:
     """One array library on one kind of device: one row of the table.
@@ -383,7 +438,11 @@ class Backend:
     gpu: bool = False
     lazy: bool = False
     takes_numpy: bool = False
-    """Whether the library takes NumPy operands beside its own arrays (Dask and JAX do)."""
+    """Whether the library takes NumPy operands beside its own arrays (Dask, JAX, pydata/sparse do)."""
+    adopts_numpy: bool = True
+    """With `takes_numpy`: whether NumPy operands become the library's arrays, on its array's
+    device, before any work (so every result is the library's); False keeps them NumPy
+    operands (pydata/sparse: a sparse array times a dense one is a dense NumPy array)."""
     jax_x64_hint: bool = False
     testing_only: bool = False
     matmul: Callable[[Any, Any], Any] = operator.matmul
@@ -399,6 +458,18 @@ class Backend:
     array-api-compat whether `out` is writeable."""
     adapt: Callable[[Namespace], Namespace] = _as_is
     """Fits the library's namespace to xaffine's calls where the library falls short."""
+    add: Callable[[Any, Any], Any] | None = None
+    """``out + term`` for a freshly computed `out` and a term of the layer (a bias, a number,
+    another product); None: in place where `out` may be written, else the operator."""
+    check: Callable[[Any, str], None] | None = None
+    """A check of each of the library's arrays beyond its type, dtype and shape, made on every
+    call (metadata only); raises naming the argument."""
+    no_float16: str = ""
+    """Why the library cannot compute in float16, where it cannot: its float16 arrays are refused."""
+    bfloat16_from_bits: Callable[[np.ndarray[Any, Any], Device], Array] | None = None
+    """The library's bfloat16 array on a device whose bits are those of a host uint16 array
+    (native byte order), for a bfloat16 file; None: no way to reinterpret bits, and the
+    values go through float32 (every value kept, not every NaN's bits)."""
 
     @property
     def variant(self) -> str:
@@ -453,6 +524,7 @@ _TORCH = Backend(
     "torch",
     device=_torch_device,
     host=_torch_host,
+    bfloat16_from_bits=_torch_bfloat16_from_bits,
     matmul=_torch_matmul,
     matmul_add=_torch_matmul_add,
     row_sum=_torch_row_sum,
@@ -471,6 +543,7 @@ _JAX = Backend(
     takes_numpy=True,
     jax_x64_hint=True,
     in_place=_never,
+    bfloat16_from_bits=_jax_bfloat16_from_bits,
 )
 # A variant row is its library's row with what differs: a device, or a test variant.
 BACKENDS: tuple[Backend, ...] = (
@@ -533,7 +606,11 @@ BACKENDS: tuple[Backend, ...] = (
         "sparse",
         host=_sparse_host,
         takes_numpy=True,
+        adopts_numpy=False,
         adapt=_SparseNamespace,
+        add=_sparse_add,
+        check=_sparse_check,
+        no_float16=_SPARSE_NO_FLOAT16,
     ),
 )
 _BY_NAME = {b.name: b for b in BACKENDS}
@@ -690,7 +767,11 @@ def default_backend() -> BackendChoice:
     """
     requested = os.environ.get(ENV_DEFAULT, "").strip()
     if requested:
-        backend = find_backend(requested)
+        try:
+            backend = find_backend(requested)
+        except ValueError as exc:
+            msg = f"the environment variable {ENV_DEFAULT}={requested!r} is not a backend: {exc}"
+            raise ValueError(msg) from None
         try:
             return backend.load(reason=f"set by {ENV_DEFAULT}={requested}")
         except BackendUnavailable as exc:
@@ -742,18 +823,31 @@ def dtype_name(dtype: Any) -> str:
     return name.rpartition(".")[2]
 
 
-def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None) -> Array:
-    """A copy of `a` (any library) as an array of `xp` on `device`, cast to `dtype` if given.
+def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None, *, copy: bool = True) -> Array:
+    """A copy of `a` (any library) as an array of `xp` on `device`, cast to `dtype` if given;
+    `copy=False`: `a` itself where it already is one (for arrays nobody else holds).
 
     Within one library the copy goes device to device; between libraries through the
     host, bfloat16 through float32 (which holds it exactly) and back.
     """
+    need = True if copy else None
     if library_of(a) == library_of(xp):
-        out = xp.asarray(a, device=device, copy=True)
+        out = xp.asarray(a, device=device, copy=need)
     else:
-        out = xp.asarray(to_numpy(a), device=device, copy=True)
+        out = xp.asarray(to_numpy(a), device=device, copy=need)
         if dtype is None and dtype_name(a.dtype) != dtype_name(out.dtype):
             dtype = getattr(xp, dtype_name(a.dtype))
     if dtype is not None and out.dtype != dtype:
         out = xp.astype(out, dtype)
     return out
+
+
+def bfloat16_from_bits(bits: np.ndarray[Any, Any], xp: Namespace, device: Device) -> Array | None:
+    """`bits`, a host uint16 array of raw bfloat16 patterns in native byte order, as a bfloat16
+    array of `xp` on `device` with every bit kept (NaN payloads, signalling NaNs); None where
+    the library cannot reinterpret bits (then convert through float32, as `transfer` does).
+    """
+    row = backend_of(xp)
+    if row is None or row.bfloat16_from_bits is None:
+        return None
+    return row.bfloat16_from_bits(bits, device)

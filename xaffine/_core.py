@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 
 from ._typing import Array, Namespace
-from ._validate import GRAD_NAMES, Prepared, check_grad, check_tangents, check_wrt, prepare
+from ._validate import GRAD_NAMES, Prepared, adopt, check_grad, check_tangents, check_wrt, prepare
 
 __all__ = ["AffineGrads", "affine", "affine_backward", "affine_jvp", "affine_vjp"]
 
@@ -75,6 +75,8 @@ def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
     """``out + term``, in place where `out` was just made here and may be written."""
     if term is None:
         return out
+    if p.add is not None:
+        return p.add(out, term)
     if not hasattr(term, "shape"):
         return out + term
     writeable = array_api_compat.is_writeable_array(out) if p.in_place is None else p.in_place(out, term)
@@ -171,7 +173,10 @@ def affine(x: Array, weight: Array, bias: Array | complex | None = None, /, *, x
     Array([[ 1.5,  3. , -1. ],
            [ 3.5,  7. , -3. ]], dtype=array_api_strict.float64)
     """
-    return _forward(x, weight, bias, prepare(x, weight, bias, xp=xp))
+    p = prepare(x, weight, bias, xp=xp)
+    if p.adopt:
+        x, weight, bias = adopt(p, x, weight, bias)
+    return _forward(x, weight, bias, p)
 
 
 def affine_backward(
@@ -234,8 +239,9 @@ def affine_backward(
     Array([2., 2., 2.], dtype=array_api_strict.float64)
     """
     names = check_wrt(wrt)
-    p = prepare(x, weight, bias, xp=xp)
-    check_grad(grad, x, p)
+    p = check_grad(grad, x, prepare(x, weight, bias, xp=xp))
+    if p.adopt:
+        grad, x, weight, bias = adopt(p, grad, x, weight, bias)
     return _backward(grad, x, weight, bias, names, p)
 
 
@@ -268,12 +274,17 @@ def affine_vjp(
     Array([3., 4.], dtype=array_api_strict.float64)
     """
     p = prepare(x, weight, bias, xp=xp)
+    if p.adopt:
+        x, weight, bias = adopt(p, x, weight, bias)
     out = _forward(x, weight, bias, p)
 
     def vjp(grad: Array, *, wrt: Iterable[str] | str = GRAD_NAMES) -> AffineGrads:
         names = check_wrt(wrt)
-        check_grad(grad, x, p)
-        return _backward(grad, x, weight, bias, names, p)
+        q = check_grad(grad, x, p)
+        if q.adopt:
+            g, x_, w_, b_ = adopt(q, grad, x, weight, bias)
+            return _backward(g, x_, w_, b_, names, q)
+        return _backward(grad, x, weight, bias, names, q)
 
     return out, vjp
 
@@ -317,8 +328,9 @@ def affine_jvp(
     >>> affine_jvp(x, w, None, (None, xp.asarray([[1.0, 0.0]]), None))[1]
     Array([[1.]], dtype=array_api_strict.float64)
     """
-    p = prepare(x, weight, bias, xp=xp)
-    dx, dweight, dbias = check_tangents(tangents, x, weight, bias, p)
+    (dx, dweight, dbias), p = check_tangents(tangents, x, weight, bias, prepare(x, weight, bias, xp=xp))
+    if p.adopt:
+        x, weight, bias, dx, dweight, dbias = adopt(p, x, weight, bias, dx, dweight, dbias)
     out = _forward(x, weight, bias, p)
     # dA = dX W^T + X dW^T + db: the layer is bilinear in (x, weight) plus a constant.
     rows = None if dx is None else _forward_rows(dx, weight, None, p)

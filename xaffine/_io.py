@@ -19,10 +19,11 @@ from typing import IO, Any, NamedTuple
 
 import numpy as np
 
-from ._atomic import replacing
-from ._backends import HOST_DTYPES, dtype_name, to_numpy
-from ._layer import Affine
+from ._atomic import open_regular, replacing
+from ._backends import HOST_DTYPES, bfloat16_from_bits, dtype_name, to_numpy
+from ._layer import MAX_FEATURES, Affine, resolve_backend
 from ._typing import Device, Namespace
+from ._validate import describe
 
 __all__ = ["load", "save"]
 
@@ -57,18 +58,21 @@ def save(path: str | os.PathLike[str], layer: Affine) -> None:
 
     The file is replaced atomically: the data is written to a temporary file beside
     it, flushed to disk, then renamed over `path`. If anything fails, `path` keeps its
-    old contents and no temporary file is left.
+    old contents and no temporary file is left. Only a regular file is replaced (a
+    symbolic link's target, if it is one); a read-only one (no write permission) is not.
 
     Raises
     ------
     ValueError
         For another file suffix.
     TypeError
-        For a dtype the format cannot hold, before anything is written: bfloat16 in
-        ``.npz`` (NumPy has no bfloat16; ``.safetensors`` has), complex128 in
-        ``.safetensors``.
+        For a `layer` that is not an :class:`Affine`, or a dtype the format cannot hold,
+        before anything is written: bfloat16 in ``.npz`` (NumPy has no bfloat16;
+        ``.safetensors`` has), complex128 in ``.safetensors``.
     OSError
-        If writing fails; `path` is left as it was.
+        If `path` is (or links to) a directory (``IsADirectoryError``), a device, FIFO or
+        socket (``xaffine._atomic.NotARegularFileError``, also a ``ValueError``), or a
+        read-only file (``PermissionError``), or if writing fails; `path` is left as it was.
 
     Examples
     --------
@@ -80,6 +84,12 @@ def save(path: str | os.PathLike[str], layer: Affine) -> None:
     >>> xaffine.load(path, xp="numpy")
     Affine(in_features=4, out_features=2, bias=True, backend=numpy, device=cpu, dtype=float32)
     """
+    if not isinstance(layer, Affine):
+        msg = (  # type: ignore[unreachable]
+            f"`layer` must be an xaffine.Affine; got {describe(layer)} "
+            "(for a state dict of arrays: save(path, Affine.from_state_dict(state)))"
+        )
+        raise TypeError(msg)
     suffix = _suffix(path)
     name = os.fspath(path)
     dtype = dtype_name(layer.dtype)
@@ -124,8 +134,15 @@ def _write_safetensors(f: IO[bytes], host: dict[str, np.ndarray[Any, Any]], code
         f.write(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).tobytes())
 
 
-def load(path: str | os.PathLike[str], *, xp: Namespace | str | None = None, device: Device | None = None) -> Affine:
-    """A layer with the parameters saved at `path`, on `xp` and `device`.
+def load(
+    path: str | os.PathLike[str],
+    *,
+    xp: Namespace | str | None = None,
+    device: Device | None = None,
+    dtype: Any = None,
+) -> Affine:
+    """A layer with the parameters saved at `path`, on `xp` and `device`; `dtype`, if given,
+    converts them (``dtype="float32"`` loads a bfloat16 file onto NumPy, which has no bfloat16).
 
     Nothing in the file runs code (``.npz`` arrays of Python objects are refused), and
     nothing is read before the names, dtypes and shapes in the file's headers have been
@@ -137,7 +154,9 @@ def load(path: str | os.PathLike[str], *, xp: Namespace | str | None = None, dev
     ------
     OSError
         If the file cannot be opened: ``FileNotFoundError``, ``IsADirectoryError``,
-        ``PermissionError``, naming the file.
+        ``PermissionError``, naming the file; or if it is (or links to) a device, FIFO or
+        socket (``xaffine._atomic.NotARegularFileError``, also a ``ValueError``), which is
+        then not opened.
     ValueError
         For another suffix, a file that is not of its format or is truncated or corrupt,
         a missing or unexpected key, or a wrong or inconsistent shape; the message names
@@ -149,17 +168,37 @@ def load(path: str | os.PathLike[str], *, xp: Namespace | str | None = None, dev
     """
     suffix = _suffix(path)
     name = os.fspath(path)
-    with open(name, "rb") as f:
-        state, dtype = _read_npz(f, name) if suffix == ".npz" else _read_safetensors(f, name)
+    # The backend first: an error in its choice (XAFFINE_BACKEND) is not the file's.
+    _, xp, device = resolve_backend(xp, device)
+    with open_regular(name) as f:
+        state, stored = _read_npz(f, name) if suffix == ".npz" else _read_safetensors(f, name)
+    if stored == "bfloat16":
+        state = _from_bfloat16_bits(state, xp, device, dtype)
     try:
-        # bfloat16 arrives as float32 on the host (which holds it exactly).
-        return Affine.from_state_dict(state, xp=xp, device=device, dtype="bfloat16" if dtype == "bfloat16" else None)
+        target = dtype if dtype is not None else "bfloat16" if stored == "bfloat16" else None
+        # The arrays were just read: the layer may keep them rather than a copy.
+        return Affine._from_state(state, xp, device, target, copy=False)
     except KeyError as exc:
         msg = f"{name}: {exc.args[0]}"
         raise ValueError(msg) from exc
     except (ValueError, TypeError) as exc:
         msg = f"{name}: {exc}"
         raise type(exc)(msg) from exc
+
+
+def _from_bfloat16_bits(
+    state: dict[str, np.ndarray[Any, Any]], xp: Namespace, device: Device, dtype: Any
+) -> dict[str, Any]:
+    """bfloat16 parameters, read as their raw bits, as the backend's bfloat16 arrays with every
+    bit kept where bfloat16 is asked for and the backend can reinterpret bits; otherwise as
+    float32 on the host, which holds every bfloat16 value exactly (`load` converts from there).
+    """
+    if dtype is None or dtype_name(dtype) == "bfloat16":
+        kept = {key: bfloat16_from_bits(bits, xp, device) for key, bits in state.items()}
+        if all(a is not None for a in kept.values()):
+            return kept
+    # The upper 16 bits of a float32 are the bfloat16 with the same value.
+    return {key: (bits.astype(np.uint32) << 16).view(np.float32) for key, bits in state.items()}
 
 
 def _check_keys(name: str, keys: list[str]) -> None:
@@ -181,6 +220,13 @@ def _check_layout(name: str, declared: dict[str, _Declared]) -> None:
     if len(weight.shape) != 2:
         msg = f"{name}: 'weight' must be 2-D, (out_features, in_features); got shape {weight.shape}"
         raise ValueError(msg)
+    for feature, size in zip(("out_features", "in_features"), weight.shape, strict=True):
+        if size > MAX_FEATURES:
+            msg = (
+                f"{name}: 'weight' declares shape {weight.shape}, {feature}={size}; a layer has at most "
+                f"{MAX_FEATURES} (2**31 - 1) in- and out-features"
+            )
+            raise ValueError(msg)
     bias = declared.get("bias")
     if bias is None:
         return
@@ -236,17 +282,57 @@ def _read_archive(archive: zipfile.ZipFile, name: str) -> tuple[dict[str, np.nda
     _check_layout(name, {key: entry[0] for key, entry in layout.items()})
     state = {}
     for key, (declared, dtype, fortran, offset) in layout.items():
-        with archive.open(members[key]) as member:
+        info = members[key]
+        with archive.open(info) as member:
             member.read(offset)
-            # At most what the member really holds, whatever the archive's directory
-            # claims: read() never allocates ahead.
-            data = member.read(math.prod(declared.shape) * dtype.itemsize)
-        if len(data) != math.prod(declared.shape) * dtype.itemsize:
-            msg = f"{name}: not a readable .npz file (truncated or corrupt?): {key!r} ends early"
-            raise ValueError(msg)
-        array = np.frombuffer(data, dtype=dtype).reshape(declared.shape, order="F" if fortran else "C")
-        state[key] = array.astype(dtype.newbyteorder("="), order="C")
+            state[key] = _read_member(member, info, dtype, declared, name, key)
+        state[key] = _native(state[key]).reshape(declared.shape, order="F" if fortran else "C")
+        if fortran:
+            state[key] = np.ascontiguousarray(state[key])
     return state, layout["weight"][0].dtype
+
+
+_CHUNK = 1 << 18
+
+
+def _read_member(
+    member: IO[bytes], info: zipfile.ZipInfo, dtype: np.dtype[Any], declared: _Declared, name: str, key: str
+) -> np.ndarray[Any, Any]:
+    """The member's data as a flat array: read into the array itself, one copy in memory,
+    where the member is stored uncompressed and its sizes agree (the archive then holds
+    the bytes: a directory's size cannot be a lie that allocates); else read first, at most
+    what the member holds (read() never allocates ahead), then copied."""
+    count = math.prod(declared.shape)
+    if info.compress_type == zipfile.ZIP_STORED and info.compress_size == info.file_size:
+        flat = np.empty(count, dtype=dtype)
+        if _read_into(member, flat):
+            return flat
+    else:
+        data = member.read(count * dtype.itemsize)
+        if len(data) == count * dtype.itemsize:
+            return np.frombuffer(data, dtype=dtype).copy()
+    msg = f"{name}: not a readable .npz file (truncated or corrupt?): {key!r} ends early"
+    raise ValueError(msg)
+
+
+def _read_into(f: IO[bytes], array: np.ndarray[Any, Any]) -> bool:
+    """Fill `array` from `f`, at most a chunk of other memory at a time; False if `f` ends first."""
+    view = memoryview(array.reshape(-1).view(np.uint8).data)
+    position = 0
+    while position < len(view):
+        data = f.read(min(_CHUNK, len(view) - position))
+        if not data:
+            return False
+        view[position : position + len(data)] = data
+        position += len(data)
+    return True
+
+
+def _native(array: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """`array` in the machine's byte order, swapped in place."""
+    if array.dtype.isnative:
+        return array
+    return array.byteswap(inplace=True).view(array.dtype.newbyteorder("="))
 
 
 def _npy_header(member: IO[bytes], name: str, key: str) -> tuple[tuple[int, ...], bool, np.dtype[Any], int]:
@@ -309,11 +395,12 @@ def _read_safetensors(f: IO[bytes], name: str) -> tuple[dict[str, np.ndarray[Any
     state = {}
     for key, (begin, end) in spans.items():
         f.seek(8 + length + begin)
-        data = f.read(end - begin)
-        if len(data) != end - begin:
+        kind = "<u2" if declared[key].dtype == "bfloat16" else np.dtype(declared[key].dtype).newbyteorder("<")
+        flat = np.empty((end - begin) // np.dtype(kind).itemsize, dtype=kind)
+        if not _read_into(f, flat):
             msg = f"{name}: not a readable .safetensors file (truncated or corrupt?): {key!r} ends early"
             raise ValueError(msg)
-        state[key] = _from_little_endian(data, declared[key])
+        state[key] = _from_little_endian(flat, declared[key])
     return state, declared["weight"].dtype
 
 
@@ -375,9 +462,6 @@ def _check_spans(name: str, declared: dict[str, _Declared], spans: dict[str, tup
     raise ValueError(msg)
 
 
-def _from_little_endian(data: bytes, declared: _Declared) -> np.ndarray[Any, Any]:
-    if declared.dtype == "bfloat16":
-        bits = np.frombuffer(data, dtype="<u2").astype(np.uint32) << 16
-        return bits.view(np.float32).reshape(declared.shape)
-    dtype = np.dtype(declared.dtype)
-    return np.frombuffer(data, dtype=dtype.newbyteorder("<")).astype(dtype).reshape(declared.shape)
+def _from_little_endian(flat: np.ndarray[Any, Any], declared: _Declared) -> np.ndarray[Any, Any]:
+    # bfloat16 stays raw bits (uint16), which `load` reinterprets or widens.
+    return _native(flat).reshape(declared.shape)

@@ -24,7 +24,11 @@ from ._backends import (
 from ._core import AffineGrads, affine_vjp
 from ._typing import Array, Device, Namespace
 
-__all__ = ["Affine"]
+__all__ = ["MAX_FEATURES", "Affine", "resolve_backend"]
+
+MAX_FEATURES = (1 << 31) - 1
+"""The most in- or out-features a layer has: the largest size a 32-bit BLAS or cuBLAS index
+holds (one input row of that many float32 features is already 8 GiB)."""
 
 
 class _Forward(NamedTuple):
@@ -41,7 +45,13 @@ def _thread_id(traceable: bool) -> int | None:
     return None if traceable and tracing() else threading.get_ident()
 
 
-def _resolve(xp: object, device: Device | None) -> tuple[Backend | None, Namespace, Device]:
+def _check_features(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_FEATURES:
+        msg = f"`{name}` must be an integer from 0 to {MAX_FEATURES} (2**31 - 1); got {value!r}"
+        raise ValueError(msg)
+
+
+def resolve_backend(xp: object, device: Device | None) -> tuple[Backend | None, Namespace, Device]:
     """The row, namespace and device for whatever the user passed as `xp` and `device`."""
     if xp is None:
         choice = default_backend()
@@ -67,10 +77,21 @@ def _dtype(namespace: Namespace, dtype: Any, library: str) -> Any:
         For a dtype other than the floating ones, or one the library lacks.
     """
     name = "float32" if dtype is None else dtype if isinstance(dtype, str) else dtype_name(dtype)
-    if name not in FLOAT_DTYPES or not hasattr(namespace, name):
-        msg = f"`dtype` must be one of {FLOAT_DTYPES} that {library} has; got {dtype!r}"
+    if name not in FLOAT_DTYPES:
+        msg = f"`dtype` must be one of {FLOAT_DTYPES}; got {dtype!r}"
+        raise TypeError(msg)
+    if not hasattr(namespace, name):
+        others = {"bfloat16": " (torch and jax have it)"}.get(name, "")
+        msg = (
+            f"`dtype` is {name}, but {_LIBRARY_NAMES.get(library, library)} has no {name}: use a backend that "
+            f"has it{others}, or ask for another dtype (dtype='float32' holds float16 and bfloat16 exactly)"
+        )
         raise TypeError(msg)
     return getattr(namespace, name)
+
+
+# How messages write library names that are not spelled as their module.
+_LIBRARY_NAMES = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX", "sparse": "pydata/sparse", "cupy": "CuPy"}
 
 
 def _check_kept(params: dict[str, Array], dtype: Any, row: Backend | None) -> None:
@@ -143,11 +164,9 @@ class Affine:
         init: str = "uniform",
         input_grad: bool = True,
     ) -> None:
-        for name, value in (("in_features", in_features), ("out_features", out_features)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                msg = f"`{name}` must be a non-negative integer; got {value!r}"
-                raise ValueError(msg)
-        row, namespace, where = _resolve(xp, device)
+        _check_features("in_features", in_features)
+        _check_features("out_features", out_features)
+        row, namespace, where = resolve_backend(xp, device)
         target = _dtype(namespace, dtype, library_of(namespace))
         weight, bias_ = _initializers.draw(init, int(in_features), int(out_features), bias, seed)
         host = {"weight": weight} if bias_ is None else {"weight": weight, "bias": bias_}
@@ -188,6 +207,11 @@ class Affine:
         TypeError
             For non-floating dtypes, or a bias of another dtype than the weight.
         """
+        return cls._from_state(state, xp, device, dtype, copy=True)
+
+    @classmethod
+    def _from_state(cls, state: Mapping[str, Any], xp: Any, device: Any, dtype: Any, *, copy: bool) -> Affine:
+        """``from_state_dict``; `copy=False` keeps arrays that need no conversion (``load``'s own)."""
         if not isinstance(state, Mapping):
             msg = f"`state` must be a mapping of names to arrays; got {type(state).__name__}"  # type: ignore[unreachable]
             raise TypeError(msg)
@@ -205,6 +229,8 @@ class Affine:
         if len(weight.shape) != 2:
             msg = f"'weight' must be 2-D, (out_features, in_features); got shape {tuple(weight.shape)}"
             raise ValueError(msg)
+        _check_features("out_features", weight.shape[0])
+        _check_features("in_features", weight.shape[1])
         if dtype_name(weight.dtype) not in FLOAT_DTYPES:
             msg = f"'weight' must have a floating-point dtype; got {weight.dtype} (one of {', '.join(FLOAT_DTYPES)})"
             raise TypeError(msg)
@@ -216,9 +242,9 @@ class Affine:
             if dtype_name(bias.dtype) != dtype_name(weight.dtype):
                 msg = f"'bias' has dtype {dtype_name(bias.dtype)} but 'weight' has {dtype_name(weight.dtype)}"
                 raise TypeError(msg)
-        row, namespace, where = _resolve(xp, device)
+        row, namespace, where = resolve_backend(xp, device)
         target = _dtype(namespace, dtype_name(weight.dtype) if dtype is None else dtype, library_of(namespace))
-        params = {k: transfer(v, namespace, where, target) for k, v in state.items()}
+        params = {k: transfer(v, namespace, where, target, copy=copy) for k, v in state.items()}
         _check_kept(params, target, row)
         layer = cls.__new__(cls)
         layer._setup(namespace, where, params)

@@ -78,7 +78,7 @@ def backward(g: Host, x: Host, w: Host, b: Any) -> tuple[Host, Host, Host | None
     if w.ndim == 2:
         dx = g @ w.conj()
         dw = g.reshape(x2.shape[0], w.shape[0]).T @ x2.conj()
-        db = None if b is None else g.reshape(-1, w.shape[0]).sum(axis=0)
+        db = None if b is None else g.reshape(x2.shape[0], w.shape[0]).sum(axis=0)
     else:
         dx = g[..., None] * w.conj()
         dw = g.reshape(-1) @ x2.conj()

@@ -18,7 +18,17 @@ import numpy as np
 from ._backends import Backend, backend_of, library_of, library_row, namespace, resolve, tracing
 from ._typing import Array, Device, Namespace
 
-__all__ = ["GRAD_NAMES", "Prepared", "check_grad", "check_tangents", "check_wrt", "is_number", "prepare"]
+__all__ = [
+    "GRAD_NAMES",
+    "Prepared",
+    "adopt",
+    "check_grad",
+    "check_tangents",
+    "check_wrt",
+    "describe",
+    "is_number",
+    "prepare",
+]
 
 GRAD_NAMES = ("x", "weight", "bias")
 _ALL_GRADS = frozenset(GRAD_NAMES)
@@ -45,6 +55,9 @@ class _Kind(NamedTuple):
     matmul_add: Callable[[Array, Array, Any], Array] | None
     row_sum: Callable[[Array, Any], Array] | None
     in_place: Callable[[Array, Any], bool] | None
+    adopt: bool  # NumPy arrays beside this library's become its arrays (the row's `adopts_numpy`)
+    add: Callable[[Array, Any], Array] | None
+    check: Callable[[Array, str], None] | None  # the row's check of each array on every call
 
 
 class Prepared(NamedTuple):
@@ -52,13 +65,16 @@ class Prepared(NamedTuple):
 
     xp: Namespace
     complex_: bool
-    device: Device  # x's device, or None where there is nothing to compare
+    device: Device  # the computing library's arrays' device, or None where there is nothing to compare
     accumulate: Any
     out_shape: tuple[Any, ...]
     matmul: Callable[[Array, Array], Array]
     matmul_add: Callable[[Array, Array, Any], Array] | None
     row_sum: Callable[[Array, Any], Array] | None
     in_place: Callable[[Array, Any], bool] | None
+    adopt: bool  # the library adopts NumPy arguments: convert them with `adopt` before computing
+    add: Callable[[Array, Any], Array] | None
+    check: Callable[[Array, str], None] | None
 
 
 _KINDS: dict[tuple[type, Any], _Kind | str] = {}
@@ -70,7 +86,8 @@ _SIGNATURES: dict[tuple[Any, ...], tuple[Prepared, bool, bool]] = {}
 _MAX_SIGNATURES = 256
 
 
-def _describe(a: object) -> str:
+def describe(a: object) -> str:
+    """What arrived, for a message: ``NoneType None``, ``float 1.5``, ``numpy.matrix``."""
     kind = type(a)
     if kind.__module__ == "builtins":
         return f"{kind.__name__} {a!r}" if a is None or isinstance(a, _NUMBERS) else kind.__name__
@@ -78,7 +95,7 @@ def _describe(a: object) -> str:
 
 
 def _not_an_array(name: str, a: object) -> TypeError:
-    return TypeError(f"`{name}` must be an array of an Array API library; got {_describe(a)}")
+    return TypeError(f"`{name}` must be an array of an Array API library; got {describe(a)}")
 
 
 def _kind_of(a: Array, name: str, xp: Namespace | None) -> _Kind:
@@ -112,7 +129,7 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
             "pass np.asarray(...) of it"
         )
     if not hasattr(a, "shape"):
-        return "`{name}` must be an array of an Array API library; got " + _describe(a)
+        return "`{name}` must be an array of an Array API library; got " + describe(a)
     if isinstance(a, _NUMPY_ARRAYS) and not a.dtype.isnative:
         return "`{name}` has non-native byte order ({dtype}); convert it: {name}.astype({name}.dtype.newbyteorder('='))"
     row = backend_of(a)
@@ -123,7 +140,7 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
             try:
                 xp = getattr(a, "__array_namespace__")()  # noqa: B009 (absent on some libraries' arrays)
             except AttributeError:
-                return "`{name}` must be an array of an Array API library; got " + _describe(a)
+                return "`{name}` must be an array of an Array API library; got " + describe(a)
     dtype = a.dtype
     try:
         complex_ = bool(xp.isdtype(dtype, "complex floating"))
@@ -133,10 +150,27 @@ def _work_out(a: Array, xp: Namespace | None) -> _Kind | str:
     if not (complex_ or real):
         return "`{name}` must have a real or complex floating-point dtype; got {dtype}"
     accumulate = xp.float32 if real and _itemsize(a) <= 2 else None
+    if row is not None and row.no_float16 and real and str(dtype) == "float16":
+        return (
+            "`{name}` is a float16 array, and " + row.no_float16 + ": compute in float32 "
+            "(convert it and the other arrays with .astype(numpy.float32))"
+        )
     if row is None:
-        return _Kind(xp, complex_, _single_device(row, xp), accumulate, operator.matmul, None, None, None)
+        return _Kind(
+            xp, complex_, _single_device(row, xp), accumulate, operator.matmul, None, None, None, False, None, None
+        )
     return _Kind(
-        xp, complex_, _single_device(row, xp), accumulate, row.matmul, row.matmul_add, row.row_sum, row.in_place
+        xp,
+        complex_,
+        _single_device(row, xp),
+        accumulate,
+        row.matmul,
+        row.matmul_add,
+        row.row_sum,
+        row.in_place,
+        row.takes_numpy and row.adopts_numpy and row.library != "numpy",
+        row.add,
+        row.check,
     )
 
 
@@ -161,7 +195,7 @@ def is_number(value: object) -> bool:
 
 
 def _mixed(arrays: list[tuple[Array, str]], given: Namespace | None = None) -> TypeError:
-    libs = ", ".join(f"`{n}` is a {library_of(a)} array ({_describe(a)})" for a, n in arrays)
+    libs = ", ".join(f"`{n}` is a {library_of(a)} array ({describe(a)})" for a, n in arrays)
     if given is not None:
         libs += f", and `xp` is {library_of(given)}'s namespace"
     return TypeError(
@@ -169,11 +203,13 @@ def _mixed(arrays: list[tuple[Array, str]], given: Namespace | None = None) -> T
     )
 
 
-def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tuple[_Kind, frozenset[str]]:
-    """The kind of the main array and the names of NumPy arrays riding along another library's.
+def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tuple[_Kind, frozenset[str], Array]:
+    """The kind of the main array, the names of NumPy arrays riding along another library's,
+    and the main array: the first of the library that computes.
 
     The library of the first array rules, or `given`'s. NumPy arrays may come with arrays
-    of a library that takes NumPy operands (Dask, JAX): the other library rules then.
+    of a library that takes NumPy operands (Dask, JAX, pydata/sparse): the other library
+    rules then, whichever argument its arrays are.
     """
     for a, n in arrays:
         if not hasattr(a, "dtype") or not hasattr(a, "shape"):
@@ -194,7 +230,7 @@ def _namespace(arrays: list[tuple[Array, str]], given: Namespace | None) -> tupl
         guests = frozenset(n for a, n in arrays if library_of(a) == "numpy")
         main, main_name = hosts[0]
         given = given if given is not None and library_of(given) == library else None
-    return _kind_of(main, main_name, given), guests
+    return _kind_of(main, main_name, given), guests, main
 
 
 def namespace_of(arrays: list[tuple[Array, str]]) -> Namespace:
@@ -232,6 +268,8 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
         return _prepare(x, weight, bias, xp)[0]
     if known is not None:
         prepared, weight_device, bias_device = known
+        if prepared.check is not None:
+            _check_each(prepared.check, x, weight, bias)
         if not (weight_device or bias_device):
             return prepared
         device = _device(x)
@@ -248,6 +286,13 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
 _PLAIN_NUMBERS = frozenset((int, float, complex))
 
 
+def _check_each(check: Callable[[Array, str], None], x: Array, weight: Array, bias: Any) -> None:
+    check(x, "x")
+    check(weight, "weight")
+    if bias is not None and not is_number(bias):
+        check(bias, "bias")
+
+
 def _elsewhere(a: Any, device: Device) -> bool:
     other = _device(a)
     return other is not None and other != device
@@ -256,6 +301,7 @@ def _elsewhere(a: Any, device: Device) -> bool:
 def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> tuple[Prepared, bool, bool]:
     """``prepare`` in full; also whether weight's and bias's devices need comparing on each call."""
     given = _given(xp)
+    host: Any = x
     if given is None and type(weight) is type(x) and (bias is None or type(bias) is type(x)):
         kind, guests = _kind_of(x, "x", None), _NO_GUESTS
     else:
@@ -265,13 +311,15 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
         arrays: list[tuple[Any, str]] = [(x, "x"), (weight, "weight")]
         if bias is not None and not is_number(bias):
             if not hasattr(bias, "shape"):
-                msg = f"`bias` must be an array or a Python int, float or complex; got {_describe(bias)}"
+                msg = f"`bias` must be an array or a Python int, float or complex; got {describe(bias)}"
                 raise TypeError(msg)
             arrays.append((bias, "bias"))
-        kind, guests = _namespace(arrays, given)
+        kind, guests, host = _namespace(arrays, given)
         if "x" in guests:  # x is NumPy beside a Dask or JAX weight: x's kind is NumPy's
             _kind_of(x, "x", None)
     x_shape, w_shape = tuple(x.shape), tuple(weight.shape)
+    if kind.check is not None:
+        _check_each(kind.check, x, weight, bias)
     if len(x_shape) == 0:
         msg = "`x` must have at least one axis, shape (..., in_features); got a 0-d array"
         raise ValueError(msg)
@@ -287,8 +335,9 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
             "their sizes must be known: call x.compute_chunk_sizes() (Dask) or reshape x to 2-D first"
         )
         raise ValueError(msg)
-    device = None if kind.single_device or "x" in guests else _device(x)
-    _check_like(weight, x, "weight", kind, device, guests)
+    device = None if kind.single_device else _device(host)
+    host_name = "x" if host is x else "weight" if host is weight else "bias"
+    _check_like(weight, x, "weight", kind, device, guests, host_name)
     if _dims_differ(x_shape[-1], w_shape[-1]):
         layout = (
             f"(out_features={w_shape[0]}, in_features={w_shape[1]})"
@@ -314,7 +363,7 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
                 )
                 msg = f"`bias` must be {what} to match `weight` of shape {w_shape}; got shape {tuple(bias.shape)}"
                 raise ValueError(msg)
-            _check_like(bias, x, "bias", kind, device, guests)
+            _check_like(bias, x, "bias", kind, device, guests, host_name)
     prepared = Prepared(
         kind.xp,
         kind.complex_,
@@ -325,10 +374,19 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
         kind.matmul_add,
         kind.row_sum,
         kind.in_place,
+        kind.adopt,
+        kind.add,
+        kind.check,
     )
     bias_array = bias is not None and not is_number(bias) and hasattr(bias, "shape")
     compare = device is not None
-    return prepared, compare and "weight" not in guests, compare and bias_array and "bias" not in guests
+    # The cached signature compares weight's and bias's devices with x's on each call.
+    compare_x = compare and "x" not in guests
+    return (
+        prepared,
+        compare_x and "weight" not in guests,
+        compare_x and bias_array and "bias" not in guests,
+    )
 
 
 def _device(a: Array) -> Device:
@@ -343,18 +401,20 @@ def _device(a: Array) -> Device:
 
 def _check_number(value: object, name: str, ref_name: str, ref: Array, kind: _Kind) -> None:
     if not is_number(value):
-        msg = f"`{name}` must be an array or a Python int, float or complex; got {_describe(value)}"
+        msg = f"`{name}` must be an array or a Python int, float or complex; got {describe(value)}"
         raise TypeError(msg)
     if isinstance(value, _COMPLEX_NUMBERS) and not kind.complex_:
         msg = f"`{name}` is the complex number {value!r} but `{ref_name}` is real ({ref.dtype})"
         raise TypeError(msg)
 
 
-def _check_like(a: Any, ref: Array, name: str, kind: _Kind, device: Device, guests: frozenset[str]) -> None:
-    """`a` has `ref`'s (x's) dtype, library and device."""
+def _check_like(
+    a: Any, ref: Array, name: str, kind: _Kind, device: Device, guests: frozenset[str], host_name: str = "x"
+) -> None:
+    """`a` has `ref`'s (x's) dtype, `kind`'s library (or is a NumPy guest) and `device`."""
     if not hasattr(a, "dtype") or not hasattr(a, "shape"):
         raise _not_an_array(name, a)
-    if type(a) is not type(ref) and name not in guests and library_of(a) != library_of(ref):
+    if type(a) is not type(ref) and name not in guests and library_of(a) != library_of(kind.xp):
         raise _mixed([(a, name), (ref, "x")])
     if a.dtype != ref.dtype:
         if name in guests or type(a) is not type(ref):
@@ -368,12 +428,19 @@ def _check_like(a: Any, ref: Array, name: str, kind: _Kind, device: Device, gues
         raise TypeError(msg)
     if isinstance(a, _MATRICES):
         _kind_of(a, name, None)
-    if device is not None and name not in guests:
-        other = _device(a)
-        # Traced arrays under jax.jit report no device.
-        if other is not None and other != device:
-            msg = f"`x` is on device {device} but `{name}` is on device {other}; move them to one device"
-            raise ValueError(msg)
+    if name not in guests:
+        _check_device(a, name, device, host_name)
+
+
+def _check_device(a: Array, name: str, device: Device, host_name: str) -> None:
+    """`a` is on `device`, that of the computing library's array `host_name`."""
+    if device is None:
+        return
+    other = _device(a)
+    # Traced arrays under jax.jit report no device.
+    if other is not None and other != device:
+        msg = f"`{host_name}` is on device {device} but `{name}` is on device {other}; move them to one device"
+        raise ValueError(msg)
 
 
 def _dims_differ(a: object, b: object) -> bool:
@@ -385,8 +452,11 @@ def _shapes_differ(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return a != b and (len(a) != len(b) or any(_dims_differ(p, q) for p, q in zip(a, b, strict=True)))
 
 
-def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") -> None:
-    """Check the incoming gradient against the layer's output.
+def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") -> Prepared:
+    """Check the incoming gradient against the layer's output; what the math needs to know now.
+
+    A `grad` of a library that takes NumPy operands (Dask, JAX, pydata/sparse) beside
+    NumPy primals makes that library compute, as it would had it been `x`.
 
     Raises
     ------
@@ -395,6 +465,8 @@ def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") ->
     TypeError
         If `grad` is not an array, comes from another library or has another dtype.
     """
+    if prepared.check is not None:
+        prepared.check(grad, name)
     try:
         if (
             type(grad) is type(x)
@@ -402,7 +474,7 @@ def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") ->
             and grad.dtype == x.dtype
             and (prepared.device is None or not _elsewhere(grad, prepared.device))
         ):
-            return  # x's type passed `prepare`: the full checks below would find nothing
+            return prepared  # x's type passed `prepare`: the full checks below would find nothing
     except (AttributeError, TypeError, ValueError):
         pass
     if not hasattr(grad, "shape") or not hasattr(grad, "dtype"):
@@ -410,28 +482,82 @@ def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") ->
     if _shapes_differ(tuple(grad.shape), prepared.out_shape):
         msg = f"`{name}` must have the output's shape {prepared.out_shape}; got {tuple(grad.shape)}"
         raise ValueError(msg)
-    guests = frozenset((name,)) if _guest(grad, x) else _NO_GUESTS
+    return _join(grad, name, x, prepared)
+
+
+def _join(a: Any, name: str, x: Array, prepared: Prepared) -> Prepared:
+    """Check `a` (a gradient or a tangent) against the computing library, dtype and device.
+
+    A NumPy `a` beside a library that takes NumPy operands is a guest; an `a` of such a
+    library beside NumPy primals takes over the computation, on its device.
+    """
     kind = _kind_from(prepared)
-    _check_like(grad, x, name, kind, prepared.device, guests)
+    library, other = library_of(prepared.xp), library_of(a)
+    row = library_row(other if library == "numpy" else library)
+    mixable = row is not None and row.takes_numpy and other != library and "numpy" in (library, other)
+    if mixable and library == "numpy":
+        new = _kind_of(a, name, None)
+        if new.check is not None:
+            new.check(a, name)
+        _check_like(a, x, name, new, None, frozenset((name,)))  # the dtype
+        device = None if new.single_device else _device(a)
+        return Prepared(
+            new.xp,
+            new.complex_,
+            device,
+            new.accumulate,
+            prepared.out_shape,
+            new.matmul,
+            new.matmul_add,
+            new.row_sum,
+            new.in_place,
+            new.adopt,
+            new.add,
+            new.check,
+        )
+    if kind.check is not None and hasattr(a, "shape"):
+        kind.check(a, name)
+    guests = frozenset((name,)) if mixable else _NO_GUESTS
+    host_name = "x" if library_of(x) == library else "weight"
+    _check_like(a, x, name, kind, prepared.device, guests, host_name)
+    return prepared
 
 
 def _kind_from(p: Prepared) -> _Kind:
-    return _Kind(p.xp, p.complex_, p.device is None, p.accumulate, p.matmul, p.matmul_add, p.row_sum, p.in_place)
+    return _Kind(
+        p.xp,
+        p.complex_,
+        p.device is None,
+        p.accumulate,
+        p.matmul,
+        p.matmul_add,
+        p.row_sum,
+        p.in_place,
+        p.adopt,
+        p.add,
+        p.check,
+    )
 
 
-def _guest(a: Array, x: Array) -> bool:
-    """Whether one of `a` and `x` is a NumPy array beside the other's library, which takes NumPy operands."""
-    if type(a) is type(x):
-        return False
-    libraries = {library_of(a), library_of(x)}
-    if len(libraries) != 2 or "numpy" not in libraries:
-        return False
-    row = library_row(next(iter(libraries - {"numpy"})))
-    return row is not None and row.takes_numpy
+def adopt(p: Prepared, *arrays: Any) -> tuple[Any, ...]:
+    """`arrays`, each NumPy one as an array of `p`'s library on the device of its other arrays.
+
+    For a library that takes NumPy operands and adopts them (the row's ``adopts_numpy``):
+    then every result is that library's, on its device, whichever arguments were NumPy.
+    """
+    host = next((a for a in arrays if hasattr(a, "shape") and not isinstance(a, _NUMPY_ARRAYS)), None)
+    if host is None:
+        return arrays
+    device = _device(host)
+    return tuple(p.xp.asarray(a, device=device) if isinstance(a, np.ndarray) else a for a in arrays)
 
 
-def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prepared: Prepared) -> tuple[Any, ...]:
-    """The tangents as a triple, each checked against its primal's shape, dtype and device.
+def check_tangents(
+    tangents: object, x: Array, weight: Array, bias: object, prepared: Prepared
+) -> tuple[tuple[Any, ...], Prepared]:
+    """The tangents as a triple, each checked against its primal's shape, dtype and device,
+    and what the math needs to know now (a tangent may bring the computing library, as
+    `check_grad`'s `grad` does).
 
     Raises
     ------
@@ -441,13 +567,12 @@ def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prep
         For something that is not a sequence of three, or a tangent of the wrong kind.
     """
     if isinstance(tangents, _TEXT) or not isinstance(tangents, Iterable):
-        msg = f"`tangents` must be a tuple (dx, dweight, dbias) of arrays or None; got {_describe(tangents)}"
+        msg = f"`tangents` must be a tuple (dx, dweight, dbias) of arrays or None; got {describe(tangents)}"
         raise TypeError(msg)
     given = tuple(tangents)
     if len(given) != len(GRAD_NAMES):
         msg = f"`tangents` must be a triple (dx, dweight, dbias); got {len(given)} items"
         raise ValueError(msg)
-    kind = _kind_from(prepared)
     primals: tuple[Any, ...] = (x, weight, bias)
     for index, (name, tangent, primal) in enumerate(zip(GRAD_NAMES, given, primals, strict=True)):
         label = f"tangents[{index}] (d{name})"
@@ -459,21 +584,20 @@ def check_tangents(tangents: object, x: Array, weight: Array, bias: object, prep
         if is_number(primal) or not hasattr(tangent, "shape"):
             if not is_number(primal):
                 shape = tuple(primal.shape)
-                msg = f"`{label}` must be an array of the shape of `{name}`, {shape}; got {_describe(tangent)}"
+                msg = f"`{label}` must be an array of the shape of `{name}`, {shape}; got {describe(tangent)}"
                 raise TypeError(msg)
             if hasattr(tangent, "shape"):
                 expected: tuple[Any, ...] = ()
             else:
-                _check_number(tangent, label, "x", x, kind)
+                _check_number(tangent, label, "x", x, _kind_from(prepared))
                 continue
         else:
             expected = tuple(primal.shape)
         if _shapes_differ(tuple(tangent.shape), expected):
             msg = f"`{label}` must have the shape of `{name}`, {expected}; got {tuple(tangent.shape)}"
             raise ValueError(msg)
-        guests = frozenset((label,)) if _guest(tangent, x) else _NO_GUESTS
-        _check_like(tangent, x, label, kind, prepared.device, guests)
-    return given
+        prepared = _join(tangent, label, x, prepared)
+    return given, prepared
 
 
 def check_wrt(wrt: object) -> frozenset[str]:
@@ -496,11 +620,11 @@ def check_wrt(wrt: object) -> frozenset[str]:
         items = tuple(wrt)
         bad = [w for w in items if not isinstance(w, str)]
         if bad:
-            msg = f"`wrt` must hold names ('x', 'weight', 'bias'); got {_describe(bad[0])} in it"
+            msg = f"`wrt` must hold names ('x', 'weight', 'bias'); got {describe(bad[0])} in it"
             raise TypeError(msg)
         names = frozenset(items)
     else:
-        msg = f"`wrt` must be a name or an iterable of names ('x', 'weight', 'bias'); got {_describe(wrt)}"
+        msg = f"`wrt` must be a name or an iterable of names ('x', 'weight', 'bias'); got {describe(wrt)}"
         raise TypeError(msg)
     unknown = names - _ALL_GRADS
     if unknown:

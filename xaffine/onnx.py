@@ -7,16 +7,18 @@ Array API call as ONNX operators. Needs the ``onnx`` extra: ``pip install 'xaffi
 
 from __future__ import annotations
 
+import operator
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
-from ._atomic import replacing
-from ._backends import to_numpy
+from ._atomic import replacing_all
+from ._backends import dtype_name, to_numpy
 from ._core import affine, affine_backward
 from ._layer import Affine
+from ._validate import describe, is_number
 
 __all__ = ["OPSET", "backward_path", "export"]
 
@@ -24,6 +26,10 @@ OPSET = 21
 """The ``ai.onnx`` opset of the exported models (the one ndonnx emits)."""
 
 _DTYPES = ("float16", "float32", "float64")
+# An ONNX model is one protobuf message, which cannot exceed 2 GiB; the graph besides the
+# parameters takes a few kilobytes.
+_MAX_MODEL_BYTES = (1 << 31) - 1
+_GRAPH_BYTES = 1 << 16
 
 
 def backward_path(path: str | os.PathLike[str]) -> str:
@@ -46,14 +52,18 @@ def export(
     ----------
     layer_or_params : Affine or mapping
         A layer, or its parameters: ``{"weight": ..., "bias": ...}`` (``"bias"`` optional),
-        arrays of any backend. A 1-D weight (one output) takes a 0-d bias.
+        arrays of any backend. A 1-D weight (one output) takes a 0-d bias or a Python
+        number, as :func:`xaffine.affine` does.
     path : str or path
-        The model file, replaced atomically.
+        The model file, replaced atomically; it must be a regular file or absent.
     backward : bool, default False
-        Also write the backward model, at :func:`backward_path` of `path`.
+        Also write the backward model, at :func:`backward_path` of `path`. Both models are
+        built and written before either file is replaced: on any failure both files keep
+        their old contents.
     batch : str, int or sequence of them, default "N"
         The leading axes of ``x``: a name is a symbolic (any-size) axis, an int a fixed
-        size. ``("B", "T")`` takes ``x`` of shape ``(B, T, in_features)``; ``()`` a 1-D ``x``.
+        size (0 to 2**63 - 1). ``("B", "T")`` takes ``x`` of shape ``(B, T, in_features)``;
+        ``()`` a 1-D ``x``.
 
     Returns
     -------
@@ -65,10 +75,15 @@ def export(
     ImportError
         Without ndonnx and onnx installed.
     TypeError
-        For parameters of a dtype ONNX models are not exported in (complex, bfloat16),
-        or a `batch` that is not names and sizes.
+        For parameters of a dtype ONNX models are not exported in (complex, bfloat16:
+        never converted silently), or a `batch` that is not names and sizes.
     ValueError
-        For parameters of the wrong shapes, or a repeated axis name in `batch`.
+        For parameters of the wrong shapes or of more than 2 GiB (an ONNX model is one
+        protobuf message, at most 2 GiB), a repeated axis name in `batch`, or a size out
+        of range.
+    OSError
+        If a file cannot be written, or is not a regular file (a directory, a device);
+        both files are then as they were.
 
     Notes
     -----
@@ -107,15 +122,16 @@ def export(
     import ndonnx as ndx
     import onnx
 
-    models = [("forward", path)] + ([("backward", backward_path(path))] if backward else [])
-    written = []
-    for kind, target in models:
+    models = [("forward", os.fspath(path))] + ([("backward", backward_path(path))] if backward else [])
+    built = []
+    for kind, _ in models:
         model = _build(ndx, kind, weight, bias, lead, inputs=backward)
         onnx.checker.check_model(model)
-        name = os.fspath(target)
-        with replacing(name) as f:
-            f.write(model.SerializeToString())
-        written.append(name)
+        built.append(model.SerializeToString())
+    written = [name for _, name in models]
+    with replacing_all(written) as files:
+        for f, data in zip(files, built, strict=True):
+            f.write(data)
     return written
 
 
@@ -128,11 +144,33 @@ def _params(given: Affine | Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], np
     if unknown:
         msg = f"`layer_or_params` has unknown key {sorted(unknown)[0]!r}; expected 'weight' and 'bias'"
         raise ValueError(msg)
+    for key, value in state.items():
+        if value is None or (key == "bias" and is_number(value)):
+            continue
+        if not hasattr(value, "dtype") or not hasattr(value, "shape"):
+            msg = f"`{key}` must be an array; got {describe(value)}"
+            raise TypeError(msg)
+        # Before any copy to the host, which gives bfloat16 as float32.
+        if dtype_name(value.dtype) not in _DTYPES:
+            msg = (
+                f"`{key}` has dtype {dtype_name(value.dtype)}; ONNX models are exported in {', '.join(_DTYPES)} "
+                "and never in another dtype than the layer's: convert it first, e.g. layer.to(dtype='float32')"
+            )
+            raise TypeError(msg)
     weight = to_numpy(state["weight"])
-    bias = None if state.get("bias") is None else to_numpy(state["bias"])
-    if weight.dtype.name not in _DTYPES:
-        msg = f"`weight` has dtype {weight.dtype}; ONNX models are exported in {', '.join(_DTYPES)}"
-        raise TypeError(msg)
+    given_bias = state.get("bias")
+    if is_number(given_bias):
+        if weight.ndim != 1:
+            msg = (
+                f"`bias` must be an array of shape {weight.shape[:-1]} for a weight of shape {weight.shape}; "
+                f"got {given_bias!r}"
+            )
+            raise ValueError(msg)
+        if isinstance(given_bias, complex | np.complexfloating):
+            msg = f"`bias` is the complex number {given_bias!r} but `weight` is real ({weight.dtype})"
+            raise TypeError(msg)
+        given_bias = np.asarray(given_bias, dtype=weight.dtype)
+    bias = None if given_bias is None else to_numpy(given_bias)
     if weight.ndim not in (1, 2):
         msg = f"`weight` must be 2-D (out_features, in_features) or 1-D (in_features,); got shape {weight.shape}"
         raise ValueError(msg)
@@ -143,21 +181,54 @@ def _params(given: Affine | Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], np
         if bias.shape != weight.shape[:-1]:
             msg = f"`bias` must have shape {weight.shape[:-1]} for a weight of shape {weight.shape}; got {bias.shape}"
             raise ValueError(msg)
+    nbytes = weight.nbytes + (0 if bias is None else bias.nbytes)
+    if nbytes > _MAX_MODEL_BYTES - _GRAPH_BYTES:
+        msg = (
+            f"the parameters take {nbytes} bytes ({nbytes / 2**30:.2f} GiB) and an ONNX model file holds at most "
+            "2 GiB (one protobuf message); export a smaller layer, or split its outputs into several layers"
+        )
+        raise ValueError(msg)
     return weight, bias
 
 
-def _leading(batch: object) -> tuple[str | int, ...]:
-    axes = (batch,) if isinstance(batch, str | int) else batch
-    if not isinstance(axes, Sequence) or not all(
-        isinstance(a, str | int) and not isinstance(a, bool) and (not isinstance(a, int) or a >= 0) for a in axes
-    ):
-        msg = f"`batch` must be an axis name, a size, or a sequence of them; got {batch!r}"
+_MAX_SIZE = int(np.iinfo(np.int64).max)
+
+
+def _axis(a: object, batch: object) -> str | int:
+    """One leading axis: a name, or a size that ONNX's int64 dimensions hold."""
+    if isinstance(a, str):
+        if not a:
+            msg = f"`batch` has an empty axis name: {batch!r}"
+            raise ValueError(msg)
+        return a
+    if isinstance(a, bool | np.bool_):
+        msg = f"`batch` must be axis names (str) and sizes (int); got {a!r} in {batch!r}"
         raise TypeError(msg)
-    names = [a for a in axes if isinstance(a, str)]
+    try:
+        size = operator.index(a)  # type: ignore[arg-type]
+    except TypeError:
+        msg = f"`batch` must be axis names (str) and sizes (int); got {describe(a)} in {batch!r}"
+        raise TypeError(msg) from None
+    if not 0 <= size <= _MAX_SIZE:
+        msg = f"`batch` sizes must be from 0 to 2**63 - 1 (ONNX's int64); got {size} in {batch!r}"
+        raise ValueError(msg)
+    return size
+
+
+def _leading(batch: object) -> tuple[str | int, ...]:
+    if isinstance(batch, str) or not isinstance(batch, Sequence | bytes | bytearray | memoryview):
+        axes: Sequence[object] = (batch,)
+    elif isinstance(batch, list | tuple):
+        axes = batch
+    else:  # bytes are a sequence of ints, not of names
+        msg = f"`batch` must be an axis name, a size, or a list or tuple of them; got {describe(batch)}"
+        raise TypeError(msg)
+    lead = tuple(_axis(a, batch) for a in axes)
+    names = [a for a in lead if isinstance(a, str)]
     if len(set(names)) != len(names):
         msg = f"`batch` names an axis twice: {batch!r}"
         raise ValueError(msg)
-    return tuple(axes)
+    return lead
 
 
 def _build(
@@ -183,8 +254,10 @@ def _build(
     else:
         w, b, params = ndx.asarray(weight), None if bias is None else ndx.asarray(bias), {}
     # Leading axes of unknown size are flattened here: the math flattens only known sizes.
+    # The row count is computed, not -1, which ONNX's Reshape refuses beside a zero size.
     flat = len(lead) > 1 and not all(isinstance(a, int) for a in lead)
-    rows = ndx.reshape(x, (-1, n_in)) if flat else x
+    count = ndx.prod(x.dynamic_shape[:-1], keepdims=True) if flat else None
+    rows = ndx.reshape(x, _concat(ndx, count, (n_in,))) if flat else x
     if kind == "forward":
         out = affine(rows, w, b)
         if flat:
@@ -193,13 +266,16 @@ def _build(
         _name_axes(model.graph.output[0], (*lead, *out_tail))
     else:
         grad = ndx.argument(shape=(*lead, *out_tail), dtype=dtype)
-        g = ndx.reshape(grad, (-1, *out_tail)) if flat else grad
+        g = ndx.reshape(grad, _concat(ndx, count, out_tail)) if flat else grad
         grads = affine_backward(g, rows, w, b)
         dx = ndx.reshape(grads.x, x.dynamic_shape) if flat else grads.x
         outputs = {"grad_x": dx, "grad_weight": grads.weight}
         if grads.bias is not None:
             outputs["grad_bias"] = grads.bias
-        model = ndx.build({"grad": grad, "x": x, **params}, outputs, drop_unused=True)
+        # Every documented input stays, x too where no gradient needs its values (no rows);
+        # the bias is an input of the forward model only.
+        params.pop("bias", None)
+        model = ndx.build({"grad": grad, "x": x, **params}, outputs, drop_unused=False)
         _name_axes(model.graph.output[0], (*lead, n_in))
     # The graph's inputs in the documented order (the tracer's order is not fixed).
     order = ("grad", "x", "weight", "bias")
@@ -211,6 +287,11 @@ def _build(
         values = {"weight": weight} if bias is None else {"weight": weight, "bias": bias}
         model.graph.initializer.extend(onnx.numpy_helper.from_array(v, k) for k, v in values.items() if k in kept)
     return model
+
+
+def _concat(ndx: Any, count: Any, tail: tuple[int, ...]) -> Any:
+    """The shape ``(count, *tail)``, `count` a 1-element array computed in the graph."""
+    return ndx.concat([count, ndx.asarray(list(tail), dtype=ndx.int64)])
 
 
 def _shape(ndx: Any, x: Any, tail: tuple[int, ...]) -> Any:

@@ -2,11 +2,17 @@
 
 Two checks (see the Notes of each):
 
-- :func:`check_adjoint`, the dot-product test ``<ct, J t> == <vjp(ct), t>``: exact up
-  to rounding, in any dtype, float16 included;
+- :func:`check_adjoint`, the dot-product test ``<ct, J t> == <vjp(ct), t>`` for each
+  argument alone, in float64 (on float64 copies of the arguments) and in the arguments'
+  own dtype, where it also follows the gradient's own direction;
 - :func:`check_vjp`, central finite differences in float64 on the arrays' own backend
   and device, element by element (``mode="full"``) or along random directions
-  (``mode="fast"``).
+  (``mode="fast"``), each element stepped in proportion to its own size.
+
+Both also hold the backward's results in the caller's dtype to its float64 results: the
+same dtype, shape and device as the arguments, and no infinity or NaN where the float64
+result is finite and within the dtype's range. docs/testing.md tables which wrong backward
+passes each check catches, in each dtype.
 
 Probe vectors and cotangents come from a private NumPy generator seeded with `seed`,
 drawn on the host and moved to the backend, so every backend sees the same numbers and
@@ -44,13 +50,28 @@ __all__ = ["check_adjoint", "check_vjp"]
 _FULL_RERUN_LIMIT = 256
 # A stream of its own: the probes never repeat data a test drew with the same seed.
 _STREAM = 0x5EED_AFF1
+_REPORTED = 5
+_EPS64 = float(np.finfo(np.float64).eps)
+# The narrow-dtype identity's tolerance, in units of eps times the rounding's statistical
+# size (see check_adjoint's Notes); the largest ratio seen over the false-alarm runs of
+# tests/test_testing.py and benchmarks/check_power.py --false-alarms was below 1.
+_NARROW_RTOL = 8.0
+# The float64 identity's tolerance, in units of eps64 sqrt(n) times its worst-case scale.
+_WIDE_RTOL = 8.0
+# Central differences: the rounding bound's factor, and the margin on the Richardson
+# estimate of the truncation error.
+_ROUNDING = 8.0
+_TRUNCATION_MARGIN = 2.0
+# Outputs a step leaves unchanged: half a unit in the last place each, times this margin.
+_UNRESOLVED = 4.0
+# Failing finite-difference probes are tried again with the step divided by this, up to
+# _RETRIES times, while the truncation error dominates their bound.
+_RETRY = 16.0
+_RETRIES = 4
 
 
 def _generator(seed: int) -> np.random.Generator:
     return np.random.default_rng([seed, _STREAM])
-
-
-_REPORTED = 5
 
 
 def _namespace(args: Sequence[Any]) -> Namespace:
@@ -112,6 +133,10 @@ def _widen(a: Any, xp: Namespace) -> Any:
     return out
 
 
+def _is_wide(a: Any, xp: Namespace) -> bool:
+    return a is None or is_number(a) or a.dtype == _wide_dtype(a, xp)
+
+
 def _inner(u: Any, v: Any, xp: Namespace) -> Any:
     """``sum(conj(u) * v)``: a 0-d array, or a number when both are numbers."""
     if is_number(u):
@@ -119,12 +144,6 @@ def _inner(u: Any, v: Any, xp: Namespace) -> Any:
     else:
         product = (xp.conj(u) if _is_complex(u, xp) else u) * v
     return product if is_number(product) else xp.sum(product)
-
-
-def _max_abs(a: Any, xp: Namespace) -> Any:
-    if is_number(a):
-        return abs(a)
-    return xp.max(xp.abs(a)) if math.prod(a.shape) else 0.0
 
 
 def _norm(u: Any, xp: Namespace) -> Any:
@@ -137,18 +156,28 @@ def _square(a: Any, xp: Namespace) -> Any:
     return abs(a) ** 2 if is_number(a) else xp.abs(a) ** 2
 
 
-def _lost(weight: Any, values: Sequence[Any], moved: Any, xp: Namespace) -> Any:
-    """``sum |weight|^2 sum_v |v|^2`` over the elements where `moved` holds.
+def _total(a: Any, xp: Namespace) -> Any:
+    return a if is_number(a) else xp.sum(a)
 
-    The squared size, in units of eps, of the rounding errors that ``<weight, .>``
-    collects from `values` rounded where they change; elements that do not change
-    carry none.
-    """
-    total = _square(weight, xp) * sum(_square(v, xp) for v in values)
-    if isinstance(moved, (bool, np.bool_)):  # a Python (or NumPy) number moved
-        total = total if moved else 0.0 * total
-        return total if is_number(total) else xp.sum(total)
-    return xp.sum(total * xp.astype(moved, xp.float64))
+
+def _zero_where_not(mask: Any, a: Any, xp: Namespace) -> Any:
+    """Array `a` where `mask` holds, else 0, without computing with what is masked out."""
+    return xp.where(mask, a, xp.zeros_like(a))
+
+
+def _pair_scale(u: Any, v: Any, xp: Namespace) -> Any:
+    """``sqrt(sum |u|^2 |v|^2)``: the statistical size of rounding collected by ``<u, v>``."""
+    return _total(_square(u, xp) * _square(v, xp), xp) ** 0.5
+
+
+def _nonfinite_count(values: Sequence[Any], xp: Namespace) -> Any:
+    count: Any = 0.0
+    for v in values:
+        if v is None:
+            continue
+        bad = float(not math.isfinite(abs(v))) if is_number(v) else 1.0 - xp.astype(xp.isfinite(v), xp.float64)
+        count = count + _total(bad, xp)
+    return count
 
 
 def _evaluate(scalars: list[Any], xp: Namespace, device: Any) -> np.ndarray[Any, Any]:
@@ -167,10 +196,12 @@ def _evaluate(scalars: list[Any], xp: Namespace, device: Any) -> np.ndarray[Any,
     return to_numpy(xp.stack(arrays)).astype(complex)
 
 
-def _check_structure(grads: Any, args: Sequence[Any], names: Sequence[str] | None, xp: Namespace) -> None:
+def _check_structure(
+    grads: Any, args: Sequence[Any], names: Sequence[str] | None, xp: Namespace, where: str = ""
+) -> None:
     if not isinstance(grads, (tuple, list)) or len(grads) != len(args):
         got = len(grads) if isinstance(grads, (tuple, list)) else type(grads).__name__
-        msg = f"vjp must return one gradient (or None) per argument: {len(args)}; got {got}"
+        msg = f"vjp must return one gradient (or None) per argument{where}: {len(args)}; got {got}"
         raise AssertionError(msg)
     for i, (g, a) in enumerate(zip(grads, args, strict=True)):
         if g is None:
@@ -178,20 +209,35 @@ def _check_structure(grads: Any, args: Sequence[Any], names: Sequence[str] | Non
         if is_number(g):
             if is_number(a):
                 continue
-            msg = f"gradient of {_name(i, names)} is a number; expected an array of shape {_shape(a)}"
+            msg = f"gradient of {_name(i, names)}{where} is a number; expected an array of shape {_shape(a)}"
             raise AssertionError(msg)
         if tuple(g.shape) != _shape(a):
-            msg = f"gradient of {_name(i, names)} has shape {tuple(g.shape)}; expected {_shape(a)}"
+            msg = f"gradient of {_name(i, names)}{where} has shape {tuple(g.shape)}; expected {_shape(a)}"
             raise AssertionError(msg)
         if is_number(a):
             continue
         if g.dtype != a.dtype:
-            msg = f"gradient of {_name(i, names)} has dtype {g.dtype}; expected {a.dtype}"
+            msg = f"gradient of {_name(i, names)}{where} has dtype {g.dtype}; expected {a.dtype}"
             raise AssertionError(msg)
         dg, da = array_api_compat.device(g), array_api_compat.device(a)
         if dg is not None and da is not None and dg != da:
-            msg = f"gradient of {_name(i, names)} is on device {dg}; expected {da}"
+            msg = f"gradient of {_name(i, names)}{where} is on device {dg}; expected {da}"
             raise AssertionError(msg)
+
+
+_ON_WIDE = " (the float64 copies' run)"
+
+
+def _call_wide(function: Callable[..., Any], name: str, *call_args: Any) -> Any:
+    """Call a user's function on float64 copies; what it raises there is a failed check."""
+    try:
+        return function(*call_args)
+    except Exception as exc:
+        msg = (
+            f"{name} raised {type(exc).__name__} on float64 copies of the arguments, which the checks "
+            f"run it on besides the arguments themselves: {exc}"
+        )
+        raise AssertionError(msg) from exc
 
 
 def _device(args: Sequence[Any]) -> Any:
@@ -200,6 +246,46 @@ def _device(args: Sequence[Any]) -> Any:
 
 def _max_axis(*shapes: tuple[Any, ...]) -> int:
     return max([1, *(d for s in shapes for d in s if isinstance(d, int))])
+
+
+def _lost_in_range(narrow: Any, wide: Any, dtype_max: float, xp: Namespace, device: Any) -> Any:
+    """How many elements are infinite or NaN in `narrow` where `wide` is finite and within range."""
+    if is_number(narrow) and is_number(wide):
+        return float(not math.isfinite(abs(narrow)) and math.isfinite(abs(wide)) and abs(wide) <= dtype_max)
+    narrow, wide = (xp.asarray(v, device=device) if is_number(v) else v for v in (narrow, wide))
+    lost = xp.logical_and(xp.logical_not(xp.isfinite(narrow)), xp.isfinite(wide))
+    in_range = xp.abs(_zero_where_not(xp.isfinite(wide), wide, xp)) <= dtype_max
+    return xp.sum(xp.astype(xp.logical_and(lost, in_range), xp.float64))
+
+
+def _first_lost(narrow: Any, wide: Any, dtype_max: float) -> str:
+    """Where `narrow` first lost a finite, representable value of `wide` (for a message)."""
+    n, w = (
+        np.asarray(to_numpy(narrow) if not is_number(narrow) else narrow),
+        np.asarray(to_numpy(wide) if not is_number(wide) else wide),
+    )
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(n) & np.isfinite(w) & (np.abs(np.where(np.isfinite(w), w, 0)) <= dtype_max)
+    where = np.argwhere(bad)
+    count = len(where)
+    index = tuple(int(i) for i in where[0])
+    return f"{n[index]} at element {index} ({count} element{'s' if count != 1 else ''}) where float64 gives {w[index]}"
+
+
+def _lost_values_check(
+    pairs: list[tuple[str, Any, Any]], counts: np.ndarray[Any, Any], dtype: Any, dtype_max: float
+) -> None:
+    for (label, narrow, wide), count in zip(pairs, counts, strict=True):
+        if count > 0:
+            msg = (
+                f"{label} is not finite in {dtype}: {_first_lost(narrow, wide, dtype_max)}, "
+                f"a value {dtype} holds (its largest is {dtype_max:.6g})"
+            )
+            raise AssertionError(msg)
+
+
+def _one_hot(n: int, i: int, tangent: Any) -> tuple[Any, ...]:
+    return tuple(tangent if j == i else None for j in range(n))
 
 
 def check_adjoint(
@@ -227,66 +313,170 @@ def check_adjoint(
     seed : int
         Seed of the generator that draws the tangents and the cotangent.
     rtol, atol : float, optional
-        The check passes when ``|lhs - rhs| <= atol + rtol * scale``, where ``scale``
-        is ``||ct|| ||J t|| + sum_i ||g_i|| ||t_i||`` (a bound on both sides). The
-        default `rtol` is ``8 * eps * sqrt(n)``, ``eps`` of the arguments' dtype and
-        ``n`` the longest axis involved; the default `atol` is 0.
+        A probe passes when ``|lhs - rhs| <= atol + rtol * scale`` (see Notes). Default
+        `rtol`: ``8 * eps64 * sqrt(n)`` for the float64 identity (``n`` the longest axis
+        involved) and ``8 * eps`` of the arguments' dtype for the identity in that
+        dtype; a given `rtol` replaces both. Default `atol`: 0.
     argnames : sequence of str, optional
         Names of the arguments, for messages.
 
     Raises
     ------
     AssertionError
-        When the identity fails, or a gradient has the wrong shape, dtype or device;
-        the message gives both sides, the difference, the tolerance and the seed.
+        When the identity fails, a gradient has the wrong shape, dtype or device, a result
+        in the arguments' dtype is infinite or NaN where its float64 counterpart is finite
+        and within that dtype's range, or `jvp` or `vjp` raises on float64 copies of the
+        arguments. The message gives both sides, the difference, the tolerance and the seed.
 
     Notes
     -----
     For ``J`` the Jacobian at `args`, ``<ct, J t> = <J^H ct, t>`` for every ``t`` and
-    ``ct``, with ``<u, v> = sum(conj(u) * v)``. The identity holds exactly in exact
-    arithmetic, so no step size is involved, and it works in float32 and float16.
+    ``ct``, with ``<u, v> = sum(conj(u) * v)``, exactly in exact arithmetic: no step
+    size is involved. Each checked argument is probed alone (its tangent non-zero, the
+    others ``None``), so an error in one gradient cannot hide behind another's size.
+
+    1. On float64 (complex128) copies of the arguments, where the backend has float64:
+       a random tangent, tolerance ``rtol * (||ct|| ||J t|| + ||g|| ||t||)``. A wrong
+       backward is wrong in float64 too, and there the identity resolves a relative
+       error of about 1e-10 of the gradient's part of the sum.
+    2. In the arguments' own dtype (when narrower): the same random tangent, and the
+       gradient's own direction ``t = g / max|g|`` (where ``<g, t>`` is the largest it
+       can be), with the tolerance ``rtol * (sqrt(sum |ct|^2 |J t|^2) + sqrt(sum |g|^2
+       |t|^2))``: the statistical size of the rounding that the two sums collect, not its
+       worst case, which is about ``sqrt(size)`` times larger. Both sides are summed in
+       float64. The roundings that ``J`` and its adjoint share (a ``tanh`` computed once in
+       float16) cancel in the identity, so a saturated function raises no false alarm.
+
+    Without float64 on the backend (JAX without ``jax_enable_x64``), only step 2 runs,
+    with the random tangent alone deciding in float64's place.
     """
     xp = _namespace(args)
     rng = _generator(seed)
     device = _device(args)
     tangents = [None if a is None else _random_like(a, rng, xp) for a in args]
-    tangent_out = jvp(tuple(tangents), *args)
-    ct = _random_like(tangent_out, rng, xp)
+    out_t = jvp(tuple(tangents), *args)
+    ct = _random_like(out_t, rng, xp)
     grads = vjp(ct, *args)
     _check_structure(grads, args, argnames, xp)
-    if any(g is None and t is not None for g, t in zip(grads, tangents, strict=True)):
-        tangents = [None if g is None else t for g, t in zip(grads, tangents, strict=True)]
-        tangent_out = jvp(tuple(tangents), *args)
-    pairs = [(g, t) for g, t in zip(grads, tangents, strict=True) if g is not None and t is not None]
-    wide = [(_widen(ct, xp), _widen(tangent_out, xp))] + [(_widen(g, xp), _widen(t, xp)) for g, t in pairs]
-    lhs = _inner(*wide[0], xp)
-    rhs = [_inner(g, t, xp) for g, t in wide[1:]]
-    norms = [_norm(u, xp) * _norm(v, xp) for u, v in wide]
-    values = _evaluate([lhs, *rhs, *norms], xp, device)
-    left, right = values[0], values[1 : 1 + len(rhs)].sum()
-    scale = float(values[1 + len(rhs) :].real.sum())
+    checked = [i for i, g in enumerate(grads) if g is not None and args[i] is not None]
+    if not checked:
+        return
     dtype = next(a.dtype for a in args if a is not None and not is_number(a))
-    if rtol is None:
-        n = _max_axis(_shape(tangent_out), *(_shape(a) for a in args if a is not None))
-        rtol = 8.0 * float(xp.finfo(dtype).eps) * math.sqrt(n)
-    tol = (atol or 0.0) + rtol * scale
-    error = abs(left - right)
-    if not error <= tol:  # also catches nan
-        msg = (
-            f"adjoint identity failed (seed={seed}, dtype={dtype}): <ct, J t> = {left:.10g} but "
-            f"sum_i <vjp(ct)_i, t_i> = {right:.10g}; |difference| = {error:.3g} > tolerance "
-            f"{tol:.3g} (rtol={rtol:.3g} x scale {scale:.4g} + atol={atol or 0.0:.3g})"
-        )
-        raise AssertionError(msg)
+    n = _max_axis(_shape(out_t), *(_shape(a) for a in args if a is not None))
+    narrow = not all(_is_wide(a, xp) for a in args)
+    wide_args: list[Any] | None
+    try:
+        wide_args = [_widen(a, xp) for a in args] if narrow else list(args)
+        wide_ct = _widen(ct, xp) if narrow else ct
+    except TypeError:  # no float64 on this backend: the arguments' own dtype alone
+        wide_args = wide_ct = None
+
+    probes: list[tuple[str, Any, Any, Any, Any, bool]] = []  # label, ct, t, J t, g, narrow
+    lost: list[tuple[str, Any, Any]] = []
+    if wide_args is not None:
+        wide_grads = grads
+        if narrow:
+            wide_grads = _call_wide(vjp, "vjp", wide_ct, *wide_args)
+            _check_structure(wide_grads, wide_args, argnames, xp, _ON_WIDE)
+        for i in checked:
+            t = _widen(tangents[i], xp)
+            jt = _call_wide(jvp, "jvp", _one_hot(len(args), i, t), *wide_args)
+            probes.append((f"{_name(i, argnames)} alone, float64", wide_ct, t, jt, wide_grads[i], False))
+            if narrow:
+                lost.append((f"gradient of {_name(i, argnames)}", grads[i], wide_grads[i]))
+    if narrow or wide_args is None:
+        for i in checked:
+            own = None if is_number(args[i]) else _own_direction(grads[i], xp)
+            for label, t in (("random", tangents[i]), ("along its gradient", own)):
+                if t is None:
+                    continue
+                jt = jvp(_one_hot(len(args), i, t), *args)
+                probes.append((f"{_name(i, argnames)} alone, {label}, {dtype}", ct, t, jt, grads[i], True))
+
+    scalars: list[Any] = []
+    for _, c, t, jt, g, is_narrow in probes:
+        c_, t_, jt_, g_ = (_widen(v, xp) for v in (c, t, jt, g)) if is_narrow else (c, t, jt, g)
+        if is_narrow:
+            # Out of the dtype's range is judged apart (below); the sums take what is finite.
+            count = _nonfinite_count((jt_, g_, t_), xp)
+            jt_, g_, t_ = (v if is_number(v) else _zero_where_not(xp.isfinite(v), v, xp) for v in (jt_, g_, t_))
+            scalars += [_inner(c_, jt_, xp), _inner(g_, t_, xp)]
+            scalars += [_pair_scale(c_, jt_, xp) + _pair_scale(g_, t_, xp), count]
+        else:
+            scalars += [_inner(c_, jt_, xp), _inner(g_, t_, xp)]
+            scalars += [_norm(c_, xp) * _norm(jt_, xp) + _norm(g_, xp) * _norm(t_, xp), 0.0]
+    dtype_max = float(xp.finfo(dtype).max)
+    scalars += [_lost_in_range(_widen(nv, xp), wv, dtype_max, xp, device) for _, nv, wv in lost]
+    values = _evaluate(scalars, xp, device)
+
+    _lost_values_check(lost, values[4 * len(probes) :].real, dtype, dtype_max)
+    eps = float(xp.finfo(dtype).eps)
+    # Subnormal values of the narrow dtype are rounded to an absolute spacing, not a relative
+    # one: half of it per element of J t and of the gradient, summed statistically.
+    spacing = float(xp.finfo(dtype).smallest_normal) * eps
+    floors = [
+        _NARROW_RTOL * spacing * math.sqrt(math.prod(_shape(jt)) + math.prod(_shape(t))) if is_narrow else 0.0
+        for _, _, t, jt, _, is_narrow in probes
+    ]
+    for k, (label, *_, is_narrow) in enumerate(probes):
+        left, right, scale, nonfinite = values[4 * k : 4 * k + 4]
+        if is_narrow and nonfinite.real > 0:
+            if wide_args is not None:
+                continue  # out of the dtype's range where float64 is not: the float64 identity decides
+            msg = (
+                f"adjoint identity failed (seed={seed}, dtype={dtype}), {label}: J t or vjp(ct) holds "
+                f"{int(nonfinite.real)} infinite or NaN values, and this backend has no float64 to tell "
+                "an overflow of the dtype from a wrong backward"
+            )
+            raise AssertionError(msg)
+        if rtol is None:
+            rtol_ = _NARROW_RTOL * eps if is_narrow else _WIDE_RTOL * _EPS64 * math.sqrt(n)
+        else:
+            rtol_ = rtol
+        tol = (atol if atol is not None else floors[k]) + rtol_ * scale.real
+        error = abs(left - right)
+        if not (math.isfinite(error) and math.isfinite(tol) and error <= tol):
+            msg = (
+                f"adjoint identity failed (seed={seed}, dtype={dtype}), {label}: <ct, J t> = {left:.10g} but "
+                f"<vjp(ct), t> = {right:.10g}; |difference| = {error:.3g} > tolerance "
+                f"{tol:.3g} (rtol={rtol_:.3g} x scale {scale.real:.4g} + atol={atol or 0.0:.3g})"
+            )
+            raise AssertionError(msg)
+
+
+def _own_direction(g: Any, xp: Namespace) -> Any:
+    """``g / max|g|`` in g's dtype (zeros stay zeros), computed lazily where the backend is lazy."""
+    if math.prod(g.shape) == 0:
+        return None
+    finite = xp.isfinite(g)
+    size = xp.max(xp.abs(_zero_where_not(finite, g, xp)))
+    size = xp.where(size > 0, size, xp.ones_like(size))
+    return _zero_where_not(finite, g, xp) / xp.astype(size, g.dtype)
 
 
 class _Probe:
-    """One finite-difference probe: argument `index` moved along `direction`."""
+    """One finite-difference probe: argument `index` moved along `direction`.
 
-    def __init__(self, index: int, label: str, direction: Any) -> None:
+    `unit` is the direction's length along the element probed in full mode (1 in fast
+    mode), so that messages give derivatives per unit of that element.
+    """
+
+    def __init__(self, index: int, label: str, direction: Any, unit: Any = 1.0) -> None:
         self.index = index
         self.label = label
         self.direction = direction
+        self.unit = unit
+
+
+_PER_PROBE = 8  # the scalars each finite-difference probe evaluates
+
+
+def _element_scale(p: Any, xp: Namespace) -> Any:
+    """``max(1, |p|)`` element by element: each element's finite-difference step, over ``cbrt(eps)``."""
+    if is_number(p):
+        return max(1.0, abs(p))
+    size = xp.abs(p)
+    return xp.where(size > 1.0, size, xp.ones_like(size))
 
 
 def _probes(
@@ -295,8 +485,11 @@ def _probes(
     probes = []
     for i in checked:
         a = args[i]
+        scale = _element_scale(a, xp)
         if mode == "fast":
-            probes += [_Probe(i, f"direction {d}", _random_like(a, rng, xp, wide=True)) for d in range(directions)]
+            probes += [
+                _Probe(i, f"direction {d}", _random_like(a, rng, xp, wide=True) * scale) for d in range(directions)
+            ]
             continue
         shape = _shape(a)
         units = (1.0, 1j) if _is_complex(a, xp) else (1.0,)
@@ -304,13 +497,97 @@ def _probes(
             for unit in units:
                 part = "" if len(units) == 1 else (" (real part)" if unit == 1.0 else " (imaginary part)")
                 if is_number(a):
-                    probes.append(_Probe(i, f"the scalar{part}", unit))
+                    probes.append(_Probe(i, f"the scalar{part}", unit * scale, scale))
                     continue
                 host = np.zeros(shape, dtype=complex if len(units) == 2 else float)
                 host[index] = unit
-                direction = xp.asarray(host, dtype=_wide_dtype(a, xp), device=array_api_compat.device(a))
-                probes.append(_Probe(i, f"element {index}{part}", direction))
+                one = xp.asarray(host, dtype=_wide_dtype(a, xp), device=array_api_compat.device(a))
+                mask = xp.asarray(np.abs(host), dtype=xp.float64, device=array_api_compat.device(a))
+                probes.append(_Probe(i, f"element {index}{part}", one * scale, xp.sum(mask * scale)))
     return probes
+
+
+def _lost(weight: Any, values: Sequence[Any], moved: Any, xp: Namespace) -> Any:
+    """``sum |weight|^2 sum_v |v|^2`` over the elements where `moved` holds.
+
+    The squared size, in units of eps, of the rounding errors that ``<weight, .>``
+    collects from `values` rounded where they change; elements that do not change
+    carry none.
+    """
+    total = _square(weight, xp) * sum(_square(v, xp) for v in values)
+    if isinstance(moved, (bool, np.bool_)):  # a Python (or NumPy) number moved
+        total = total if moved else 0.0 * total
+        return total if is_number(total) else xp.sum(total)
+    return xp.sum(_zero_where_not(moved, total, xp))
+
+
+def _probe_scalars(
+    f: Callable[..., Any], wide_args: list[Any], wide_ct: Any, grads: Any, probe: _Probe, h: float, xp: Namespace
+) -> list[Any]:
+    """The `_PER_PROBE` scalars of one probe with step `h` (see `_probe_verdict`)."""
+    p, g = wide_args[probe.index], grads[probe.index]
+    outs = []
+    for step in (h, -h, 2.0 * h, -2.0 * h):
+        moved = list(wide_args)
+        moved[probe.index] = p + step * probe.direction
+        outs.append(f(*moved))
+    # The differences are taken element by element before the sum with `ct`: an output
+    # the step does not change cancels exactly, whatever its size (a large bias).
+    scalars = [_inner(wide_ct, outs[0] - outs[1], xp), _inner(wide_ct, outs[2] - outs[3], xp)]
+    if is_number(probe.direction):
+        scalars += [_inner(g, probe.direction, xp), 0.0]
+        moved_finite = probe.direction != 0
+    else:
+        # The moved elements only (a NaN elsewhere is another probe's to find), and those
+        # not finite counted apart: they never pass, and they poison no sum.
+        moved_finite = xp.logical_and(probe.direction != 0, xp.isfinite(g))
+        scalars.append(_inner(_zero_where_not(moved_finite, g, xp), probe.direction, xp))
+        moved_bad = xp.logical_and(probe.direction != 0, xp.logical_not(xp.isfinite(g)))
+        scalars.append(xp.sum(xp.astype(moved_bad, xp.float64)))
+    scalars.append(_lost(wide_ct, outs[:2], outs[0] != outs[1], xp))
+    scalars.append(_lost(wide_ct, outs[:2], True, xp))
+    scalars.append(_lost(g, (p,), moved_finite, xp))
+    scalars.append(probe.unit)
+    return scalars
+
+
+def _probe_verdict(
+    values: np.ndarray[Any, Any], probe: _Probe, h: float, n: int, rtol: float, atol: float | None
+) -> tuple[str | None, bool]:
+    """None when the probe passes, else what is wrong (values per unit of the element); and
+    whether the truncation error dominated its bound (then a smaller step can tell)."""
+    near, far, analytic, not_finite, lost_out, every_out, lost_in, unit = values
+    numeric = near / (2.0 * h)
+    if not_finite > 0:
+        s = "s" if not_finite != 1 else ""
+        return f"the gradient is infinite or NaN at {int(not_finite)} element{s} this probe moves", False
+    if atol is None:
+        # What the difference quotient can lose: the rounding of the outputs the step
+        # moved and of the moved point, over the step; the outputs it left unchanged,
+        # each of which moved by less than half its last place (or not at all); and the
+        # truncation error estimated from the quotient with twice the step (Richardson).
+        unchanged = max(every_out - lost_out, 0.0) / 2.0
+        rounding = (
+            (
+                _ROUNDING * math.sqrt(n) * (math.sqrt(max(lost_out, 0.0)) + math.sqrt(max(lost_in, 0.0)))
+                + _UNRESOLVED * math.sqrt(unchanged)
+            )
+            * _EPS64
+            / h
+        )
+        truncation = _TRUNCATION_MARGIN * abs(far / (4.0 * h) - numeric) / 3.0
+        atol, bends = rounding + truncation, truncation > rounding
+    else:
+        bends = False
+    error = abs(numeric - analytic)
+    bound = atol + rtol * abs(analytic)
+    if math.isfinite(error) and math.isfinite(bound) and error <= bound:
+        return None, False
+    text = (
+        f"analytic {analytic / unit:.10g}, numeric {numeric / unit:.10g}, error {error / unit:.3g} "
+        f"> atol {atol / unit:.3g} + rtol {rtol:.3g} x |analytic|"
+    )
+    return text, bends
 
 
 def check_vjp(
@@ -355,11 +632,13 @@ def check_vjp(
     Raises
     ------
     AssertionError
-        For a gradient of the wrong shape, dtype or device, or a probe out of
-        tolerance. The message names the argument, the element (full mode) or the
-        direction (fast mode), the analytic and numeric values, the error, the
-        tolerances and the seed; after a fast-mode failure on small inputs, the
-        elements that full mode finds wrong.
+        For a gradient of the wrong shape, dtype or device; a gradient in the arguments'
+        dtype that is infinite or NaN where the float64 one is finite and within that
+        dtype's range; `vjp` raising on float64 copies of the arguments; or a probe out
+        of tolerance (a non-finite gradient or difference quotient never passes). The
+        message names the argument, the element (full mode) or the direction (fast
+        mode), the analytic and numeric values, the error, the tolerances and the seed;
+        after a fast-mode failure on small inputs, the elements that full mode finds wrong.
     ValueError
         For an unknown `mode`.
 
@@ -367,17 +646,22 @@ def check_vjp(
     -----
     The scalar error is ``e(p) = Re <ct, f(p)>``. Its derivative along ``v`` is
     ``Re <g, v>`` with ``g = vjp(ct)`` (PyTorch's convention for complex inputs),
-    compared with ``<ct, f(p + h v) - f(p - h v)> / 2h``, ``h = cbrt(eps) max(1, max|p|)``,
-    the outputs subtracted element by element first, so that an output the step leaves
-    unchanged cancels exactly however large it is.
+    compared with ``<ct, f(p + h v) - f(p - h v)> / 2h``, ``h = cbrt(eps)``, where each
+    element of the direction ``v`` is scaled by ``max(1, |p|)`` of its own element of the
+    point (full mode: ``v`` is that element alone), so a large element does not make the
+    step of the small ones large. The outputs are subtracted element by element first,
+    so that an output the step leaves unchanged cancels exactly however large it is.
 
     The default `atol` is the error that quotient can carry, not a multiple of the size
     of ``<ct, f>``: the rounding of the outputs the step moves,
     ``8 sqrt(n) eps sqrt(sum |ct|^2 (|f(p + h v)|^2 + |f(p - h v)|^2)) / h`` over the
     elements that differ (``n`` the longest axis involved), the same for the rounding of
-    the moved point, ``|g| |p|`` over the elements ``v`` moves, plus the truncation error
-    estimated from the quotient with step ``2h``: ``|D(2h) - D(h)| / 3``. So an output
-    offset (a bias of 1e6) does not hide a 0.1% error in a gradient.
+    the moved point, ``|g| |p|`` over the elements ``v`` moves, plus twice the truncation
+    error estimated from the quotient with step ``2h``: ``|D(2h) - D(h)| / 3``. So an
+    output offset (a bias of 1e6) does not hide a 0.1% error in a gradient.
+
+    The values compared are float64's; the gradients in the arguments' own dtype are held
+    to them for dtype, shape, device and finiteness.
     """
     if mode not in ("fast", "full"):
         msg = f"`mode` must be 'fast' or 'full'; got {mode!r}"
@@ -387,65 +671,60 @@ def check_vjp(
     device = _device(args)
     out = f(*args)
     ct = _random_like(out, rng, xp)
-    _check_structure(vjp(ct, *args), args, argnames, xp)
+    narrow_grads = vjp(ct, *args)
+    _check_structure(narrow_grads, args, argnames, xp)
 
+    narrow = not all(_is_wide(a, xp) for a in args)
     wide_args = [_widen(a, xp) for a in args]
     wide_ct = _widen(ct, xp)
-    grads = vjp(wide_ct, *wide_args)
+    grads = _call_wide(vjp, "vjp", wide_ct, *wide_args) if narrow else narrow_grads
+    if narrow:
+        _check_structure(grads, wide_args, argnames, xp, _ON_WIDE)
     checked = [i for i, g in enumerate(grads) if g is not None and args[i] is not None]
     if not checked:
         return
     probes = _probes(wide_args, checked, mode, directions, rng, xp)
-
-    scales = [_max_abs(wide_args[i], xp) for i in checked]
-    head = _evaluate(scales, xp, device).real
-    eps = float(np.finfo(np.float64).eps)
-    steps = {i: float(np.cbrt(eps)) * max(1.0, float(s)) for i, s in zip(checked, head, strict=True)}
-
-    scalars = []
-    for probe in probes:
-        h, p, g = steps[probe.index], wide_args[probe.index], grads[probe.index]
-        outs = []
-        for step in (h, -h, 2.0 * h, -2.0 * h):
-            moved = list(wide_args)
-            moved[probe.index] = p + step * probe.direction
-            outs.append(f(*moved))
-        # The differences are taken element by element before the sum with `ct`: an output
-        # the step does not change cancels exactly, whatever its size (a large bias).
-        scalars += [_inner(wide_ct, outs[0] - outs[1], xp), _inner(wide_ct, outs[2] - outs[3], xp)]
-        scalars.append(_inner(g, probe.direction, xp))
-        scalars.append(_lost(wide_ct, outs[:2], outs[0] != outs[1], xp))
-        scalars.append(_lost(g, (p,), probe.direction != 0, xp))
-    values = _evaluate(scalars, xp, device)
+    h = float(np.cbrt(_EPS64))
+    dtype = next(a.dtype for a in args if a is not None and not is_number(a))
+    dtype_max = float(xp.finfo(dtype).max)
+    lost = [(f"gradient of {_name(i, argnames)}", narrow_grads[i], grads[i]) for i in checked] if narrow else []
 
     n = _max_axis(_shape(out), *(_shape(a) for a in args if a is not None))
     rtol_ = 1e-6 if rtol is None else rtol
-    failures = []
-    for k, probe in enumerate(probes):
-        near, far, analytic, lost_out, lost_in = values[5 * k : 5 * k + 5].real
-        h = steps[probe.index]
-        numeric = near / (2.0 * h)
-        if atol is None:
-            # What the difference quotient can lose: the rounding of the outputs the step
-            # moved and of the moved point, over the step, plus the truncation error
-            # estimated from the quotient with twice the step (Richardson).
-            rounding = 8.0 * math.sqrt(n) * eps * (math.sqrt(max(lost_out, 0.0)) + math.sqrt(max(lost_in, 0.0))) / h
-            truncation = abs(far / (4.0 * h) - numeric) / 3.0
-            atol_ = rounding + truncation
-        else:
-            atol_ = atol
-        error = abs(numeric - analytic)
-        if not error <= atol_ + rtol_ * abs(analytic):
-            failures.append(
-                f"{_name(probe.index, argnames)}, {probe.label}: analytic {analytic:.10g}, numeric {numeric:.10g}, "
-                f"error {error:.3g} > atol {atol_:.3g} + rtol {rtol_:.3g} x |analytic|"
+    failures: dict[int, str] = {}
+    extra = [_lost_in_range(_widen(nv, xp), wv, dtype_max, xp, device) for _, nv, wv in lost]
+    pending = list(range(len(probes)))
+    # A probe out of tolerance whose bound the truncation error dominated (the function
+    # bends within one step) is tried again with smaller steps, while that holds; it
+    # passes at a step whose own bound it meets. Rounding-bound probes are not retried:
+    # a smaller step would only widen their bound.
+    for step in (h / _RETRY**level for level in range(_RETRIES + 1)):
+        scalars = [s for k in pending for s in _probe_scalars(f, wide_args, wide_ct, grads, probes[k], step, xp)]
+        values = _evaluate(scalars + extra, xp, device)
+        if extra:
+            _lost_values_check(lost, values[len(scalars) :].real, dtype, dtype_max)
+            extra = []
+        still = []
+        for j, k in enumerate(pending):
+            text, bends = _probe_verdict(
+                values[_PER_PROBE * j : _PER_PROBE * (j + 1)].real, probes[k], step, n, rtol_, atol
             )
-    if not failures:
+            if text is None:
+                failures.pop(k, None)
+                continue
+            failures.setdefault(k, f"{_name(probes[k].index, argnames)}, {probes[k].label}: {text}")
+            if bends:
+                still.append(k)
+        pending = still
+        if not pending:
+            break
+    failures = {k: failures[k] for k in sorted(failures)}
+    ordered = list(failures.values())
+    if not ordered:
         return
-    shown = "\n  ".join(failures[:_REPORTED])
-    more = f"\n  ... and {len(failures) - _REPORTED} more" if len(failures) > _REPORTED else ""
-    h_list = ", ".join(f"{steps[i]:.3g}" for i in checked)
-    msg = f"gradient check failed ({mode} mode, seed={seed}, steps h: {h_list}):\n  {shown}{more}"
+    shown = "\n  ".join(ordered[:_REPORTED])
+    more = f"\n  ... and {len(ordered) - _REPORTED} more" if len(ordered) > _REPORTED else ""
+    msg = f"gradient check failed ({mode} mode, seed={seed}, step h: {h:.3g} x max(1, |element|)):\n  {shown}{more}"
     small = all(math.prod(_shape(args[i])) <= _FULL_RERUN_LIMIT for i in checked)
     if mode == "fast" and small:
         try:

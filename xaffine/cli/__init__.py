@@ -7,6 +7,7 @@ Add a command by writing ``xaffine/cli/NAME.py`` with ``add_parser(subparsers) -
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 
@@ -14,7 +15,10 @@ from .._backends import BackendUnavailable
 from . import bench, check, demo, export, info
 from ._shared import Parser
 
-__all__ = ["COMMANDS", "main"]
+__all__ = ["COMMANDS", "SIGPIPE_STATUS", "main"]
+
+SIGPIPE_STATUS = 141
+"""The exit status when standard output is a closed pipe: a shell's for a process ended by SIGPIPE (128 + 13)."""
 
 # The subcommands, in the order `xaffine --help` lists them.
 COMMANDS = (check, info, demo, bench, export)
@@ -39,7 +43,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # --help, or a usage error already reported on stderr
         return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 2
     try:
-        return int(args.run(args))
+        status = int(args.run(args))
+        sys.stdout.flush()  # a closed pipe shows here, not at exit
+    except BrokenPipeError:
+        # The reader went away (`xaffine info | head -1`): stop quietly, as Unix tools do,
+        # with the status of one ended by SIGPIPE. Python's own flush at exit must not
+        # fail again on the closed pipe.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return SIGPIPE_STATUS
     except (ValueError, ImportError, BackendUnavailable) as exc:
         print(f"xaffine {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except (OSError, MemoryError) as exc:
+        # Work that failed after the checks (a file that became unwritable, memory).
+        what = "out of memory" if isinstance(exc, MemoryError) else "error"
+        print(f"xaffine {args.command}: {what}: {exc}", file=sys.stderr)
+        return 1
+    return status

@@ -13,6 +13,7 @@ from typing import Any, NoReturn, TextIO
 import numpy as np
 
 from .. import _reference
+from .._atomic import check_replaceable, replacing
 from .._backends import BACKENDS, HOST_DTYPES, Backend, find_backend
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "output_path",
     "positive_float",
     "positive_int",
+    "seconds",
     "table",
     "user_backends",
     "write_json",
@@ -78,6 +80,18 @@ def positive_float(text: str) -> float:
     return value
 
 
+MAX_SECONDS = 3600.0
+
+
+def seconds(text: str) -> float:
+    """A positive time in seconds, at most `MAX_SECONDS` (an hour)."""
+    value = positive_float(text)
+    if value > MAX_SECONDS:
+        msg = f"must be at most {MAX_SECONDS:.0f} seconds; got {text!r}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
 def _items(text: str, what: str, example: str) -> list[str]:
     items = [t.strip() for t in text.split(",")]
     if not any(items):
@@ -108,7 +122,8 @@ def dtype_list(text: str) -> list[str]:
 
 
 def output_path(text: str) -> str:
-    """``-`` (standard output) or a file path whose folder exists."""
+    """``-`` (standard output) or a file path that can be written: its folder exists and
+    takes a new file (tried), and the file is absent or a writable regular file."""
     if text == "-":
         return text
     if not text or os.path.isdir(text):
@@ -118,6 +133,11 @@ def output_path(text: str) -> str:
     if not os.path.isdir(folder):
         msg = f"the folder of {text!r} does not exist"
         raise argparse.ArgumentTypeError(msg)
+    try:
+        check_replaceable(text)
+    except OSError as exc:
+        msg = f"cannot write {text!r}: {exc.strerror or exc}"
+        raise argparse.ArgumentTypeError(msg) from None
     return text
 
 
@@ -164,8 +184,8 @@ def write_json(path: str, payload: Any) -> None:
     if path == "-":
         sys.stdout.write(text + "\n")
     else:
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        with replacing(path) as f:
+            f.write((text + "\n").encode("utf-8"))
 
 
 class Progress:

@@ -20,6 +20,8 @@ Variant = tuple[Callable[[], object], Callable[[object], object]]
 """A call to time and how to wait for its result's device work (the backend row's ``wait``)."""
 
 WARM_UP = 3
+MAX_CALLS = 1 << 20
+"""The most calls one sample makes, however short a call."""
 
 
 def _calibrate(fn: Callable[[], object], wait: Callable[[object], object], min_time: float) -> int:
@@ -33,9 +35,10 @@ def _calibrate(fn: Callable[[], object], wait: Callable[[object], object], min_t
             result = fn()
         wait(result)
         elapsed = time.perf_counter() - start
-        if elapsed >= min_time or number >= 1 << 20:
+        if elapsed >= min_time or number >= MAX_CALLS:
             return number
-        number = max(number * 2, int(number * min_time / max(elapsed, 1e-9) * 1.2))
+        # In floats, capped: a huge min_time must not overflow int().
+        number = min(MAX_CALLS, max(number * 2, int(min(number * min_time / max(elapsed, 1e-9) * 1.2, MAX_CALLS))))
 
 
 def _sample(fn: Callable[[], object], wait: Callable[[object], object], number: int) -> float:

@@ -17,6 +17,7 @@ import argparse
 import gc
 import importlib
 import math
+import os
 import platform
 import statistics
 import time
@@ -38,8 +39,8 @@ from ._shared import (
     host_inputs,
     human_stream,
     output_path,
-    positive_float,
     positive_int,
+    seconds,
     write_json,
 )
 from ._shared import table as render_table
@@ -484,7 +485,7 @@ def add_parser(subparsers: Any) -> None:
     )
     parser.add_argument("--rounds", type=positive_int, default=15, help="round-robin rounds (default: 15)")
     parser.add_argument(
-        "--min-time", type=positive_float, default=0.05, help="seconds per timed sample (default: 0.05)"
+        "--min-time", type=seconds, default=0.05, help="seconds per timed sample, at most 3600 (default: 0.05)"
     )
     parser.add_argument("--no-torch", action="store_true", help="leave out the PyTorch reference")
     parser.add_argument("--jax", action="store_true", help="add jax.jit(jax.vjp) as a reference")
@@ -507,6 +508,37 @@ def add_parser(subparsers: Any) -> None:
     parser.set_defaults(run=run)
 
 
+def _memory() -> int | None:
+    """The machine's physical memory in bytes, where the system says."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_memory(shapes: Sequence[str], dtypes: Sequence[str]) -> None:
+    """Refuse, before any work, a shape whose arrays alone would not fit in memory.
+
+    One forward+backward holds x, dA, the output and dX (each rows x features), W and dW,
+    b and db, and the bound's and the hand-written variant's copies of the results: about
+    three times the inputs and outputs.
+    """
+    memory = _memory()
+    if memory is None:
+        return
+    itemsize = max(np.dtype(d).itemsize for d in dtypes)
+    for text in shapes:
+        _, (lead, k, n) = parse_shape(text)
+        rows = math.prod(lead)
+        needed = 3 * itemsize * (2 * rows * k + 2 * rows * n + 2 * n * k + 2 * n)
+        if needed > memory:
+            msg = (
+                f"--shape {text} needs about {needed / 2**30:.3g} GiB ({', '.join(dtypes)}) and this machine "
+                f"has {memory / 2**30:.3g} GiB of memory; choose a smaller shape"
+            )
+            raise ValueError(msg)
+
+
 def run(args: argparse.Namespace) -> int:
     shapes = args.shape or list(SHAPES)
     backends: list[Backend] = args.backends or [find_backend("numpy")]
@@ -522,6 +554,7 @@ def run(args: argparse.Namespace) -> int:
         if missing:
             msg = f"backend {row.name} has no {', '.join(missing)} in its Array API namespace"
             raise ValueError(msg)
+    _check_memory(shapes, dtypes)
     if args.jax and not _importable("jax"):
         msg = "--jax needs JAX: pip install jax"
         raise ImportError(msg)

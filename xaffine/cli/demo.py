@@ -74,9 +74,8 @@ def train(
         Without scikit-learn.
     """
     spec = find_backend(backend) if isinstance(backend, str) else backend
-    if spec is not None and spec.lazy and spec.library == "dask":
-        msg = "the demo steps eagerly; for Dask see examples/dask_distributed.py"
-        raise ValueError(msg)
+    if spec is not None:
+        _check_backend(spec)
     data, target = _digits()
     _, xp, device, _ = default_backend() if spec is None else spec.load()
     rng = np.random.default_rng(seed)
@@ -122,14 +121,32 @@ def train(
     return result
 
 
+def _check_backend(spec: Backend) -> None:
+    """Refuse the backends the demo cannot train on, saying why.
+
+    Raises
+    ------
+    ValueError
+        For Dask (its graph would grow with every step) and pydata/sparse (the network's
+        arrays are dense: sparse is for inputs, beside NumPy parameters).
+    """
+    if spec.library == "dask":
+        msg = "the demo steps eagerly; for Dask see examples/dask_distributed.py"
+        raise ValueError(msg)
+    if spec.library == "sparse":
+        msg = (
+            "the demo trains dense arrays; pydata/sparse is for sparse inputs beside NumPy parameters "
+            "(README: Sparse inputs): use --backend numpy"
+        )
+        raise ValueError(msg)
+
+
 def _backend(text: str) -> Backend:
     try:
         spec = find_backend(text)
+        _check_backend(spec)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    if spec.library == "dask":
-        msg = "the demo steps eagerly; for Dask see examples/dask_distributed.py"
-        raise argparse.ArgumentTypeError(msg)
     return spec
 
 
