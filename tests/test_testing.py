@@ -53,7 +53,8 @@ def test_bank_of_wrong_backwards(backend, mutant, dtype, shape):
     vjp = mutant.make(stale)
     checks = {"adjoint": lambda: check_adjoint(jvp, vjp, args, argnames=NAMES)}
     checks["fast"] = lambda: check_vjp(affine, vjp, args, argnames=NAMES)
-    if shape != "64x512->512":
+    # Full mode computes one Dask graph per probed element: Dask runs the other two.
+    if shape != "64x512->512" and backend.row.library != "dask":
         checks["full"] = lambda: check_vjp(affine, vjp, args, mode="full", argnames=NAMES)
     claimed = [run for check, run in checks.items() if expected(mutant, dtype, check)]
     if not claimed:
