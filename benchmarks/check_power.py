@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections import defaultdict
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -59,43 +60,41 @@ def _checks(x_shape: tuple[int, ...], n: int) -> tuple[str, ...]:
     return CHECKS if small else CHECKS[:2]
 
 
-def power(backends: list[str], shapes: list[str]) -> dict[tuple[str, str, str, str], dict[str, bool]]:
-    """(shape, mutant, dtype, check) -> {backend: caught}."""
-    cells: dict[tuple[str, str, str, str], dict[str, bool]] = defaultdict(dict)
+def _settings(backends: list[str], shapes: list[str]) -> Iterator[tuple[str, Any, Any, str, tuple[int, ...], int, str]]:
+    """(backend, namespace, device, shape name, x shape, out features, dtype) for every dtype a backend has."""
     for name in backends:
         _, xp, device, _ = find_backend(name).load(exact=True)
         for shape in shapes:
             x_shape, n = SHAPES[shape]
             for dtype in DTYPES:
-                if not hasattr(xp, dtype):
-                    continue
-                args = _args(xp, device, dtype, x_shape, n, 0)
-                stale = np.asarray(random(x_shape, "complex128" if dtype.startswith("complex") else "float64", 9))
-                for mutant in BANK:
-                    if not applies(mutant, dtype, x_shape, n):
-                        continue
-                    vjp = mutant.make(stale)
-                    for check in _checks(x_shape, n):
-                        cells[(shape, mutant.name, dtype, check)][name] = _catches(check, vjp, args)
+                if hasattr(xp, dtype):
+                    yield name, xp, device, shape, x_shape, n, dtype
+
+
+def power(backends: list[str], shapes: list[str]) -> dict[tuple[str, str, str, str], dict[str, bool]]:
+    """(shape, mutant, dtype, check) -> {backend: caught}."""
+    cells: dict[tuple[str, str, str, str], dict[str, bool]] = defaultdict(dict)
+    for name, xp, device, shape, x_shape, n, dtype in _settings(backends, shapes):
+        args = _args(xp, device, dtype, x_shape, n, 0)
+        stale = np.asarray(random(x_shape, "complex128" if dtype.startswith("complex") else "float64", 9))
+        for mutant in BANK:
+            if applies(mutant, dtype, x_shape, n):
+                vjp = mutant.make(stale)
+                for check in _checks(x_shape, n):
+                    cells[(shape, mutant.name, dtype, check)][name] = _catches(check, vjp, args)
     return cells
 
 
 def false_alarms(backends: list[str], shapes: list[str], seeds: int) -> list[str]:
     found = []
-    for name in backends:
-        _, xp, device, _ = find_backend(name).load(exact=True)
-        for shape in shapes:
-            x_shape, n = SHAPES[shape]
-            for dtype in DTYPES:
-                if not hasattr(xp, dtype):
-                    continue
-                for seed in range(seeds):
-                    args = _args(xp, device, dtype, x_shape, n, seed)
-                    found += [
-                        f"{name} {shape} {dtype} {check} seed {seed}"
-                        for check in _checks(x_shape, n)
-                        if _catches(check, right_vjp, args, seed)
-                    ]
+    for name, xp, device, shape, x_shape, n, dtype in _settings(backends, shapes):
+        for seed in range(seeds):
+            args = _args(xp, device, dtype, x_shape, n, seed)
+            found += [
+                f"{name} {shape} {dtype} {check} seed {seed}"
+                for check in _checks(x_shape, n)
+                if _catches(check, right_vjp, args, seed)
+            ]
     return found
 
 

@@ -64,3 +64,13 @@ def test_gpu_parts_times_every_operation():
     operations = ["x @ w.T", "out += b", "g @ w", "g.T @ x", "g.sum(0)", "ones @ g", "addmm(b, x, w.T)"]
     assert rows == operations * 2, out  # float32, then float64
     assert all(re.search(r"\| \d+\.\d \|$", line) for line in out.splitlines() if line.startswith("| torch:")), out
+
+
+def test_check_power_tables_every_wrong_backward_and_counts_false_alarms():
+    out = _run("check_power.py", "--backends", "numpy", "--shapes", "square", "--seeds", "1", "--markdown")
+    assert "false alarms over 1 seeds (margin 1): 0" in out, out
+    assert "cells against tests/mutants.py's claims: 0 disagree" in out, out
+    rows = [line for line in out.splitlines() if line.startswith("| `")]
+    assert len(rows) >= 20, out
+    # each row has a cell per dtype of NumPy's, each cell three marks where the slip applies
+    assert all(len(re.findall(r"[✓✗]", row)) >= 3 for row in rows), out
