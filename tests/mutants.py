@@ -171,13 +171,13 @@ def expected(mutant: Mutant, dtype: str, check: str) -> bool:
     Every kind that is wrong in float64 is caught in every dtype (both checks compare
     float64 runs). Wrong in the narrow dtype alone: `check_vjp` holds the narrow run to
     dtype, shape, device and finiteness only; `check_adjoint`'s narrow identity resolves a
-    1% error in float16 and bfloat16 and 0.1% in float32 and complex64.
+    10% error in bfloat16, 1% in float16 and 0.1% in float32 and complex64.
     """
     if not mutant.narrow_only:
         return True
     if check != "adjoint" or mutant.scale is None:
         return False
-    return mutant.scale >= (1e-2 if dtype in ("float16", "bfloat16") else 1e-3)
+    return mutant.scale >= {"bfloat16": 1e-1, "float16": 1e-2}.get(dtype, 1e-3)
 
 
 def tanh_layer(x: Any, w: Any) -> Any:
