@@ -316,7 +316,9 @@ def check_adjoint(
         A probe passes when ``|lhs - rhs| <= atol + rtol * scale`` (see Notes). Default
         `rtol`: ``8 * eps64 * sqrt(n)`` for the float64 identity (``n`` the longest axis
         involved) and ``8 * eps`` of the arguments' dtype for the identity in that
-        dtype; a given `rtol` replaces both. Default `atol`: 0.
+        dtype; a given `rtol` replaces both. Default `atol`: 0 for the float64 identity;
+        in a narrow dtype, ``8 * spacing * sqrt(size of J t + size of t)``, ``spacing``
+        that of the dtype's subnormal numbers, whose rounding is absolute.
     argnames : sequence of str, optional
         Names of the arguments, for messages.
 
