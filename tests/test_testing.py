@@ -318,8 +318,9 @@ def _nan_in_narrow_dtype(ct, x, w, b):
     xp = array_namespace(ct)
     if g[1].dtype in (xp.float64, xp.complex128):
         return g
-    nan = xp.asarray(float("nan"), dtype=g[1].dtype, device=array_api_compat_device(g[1]))
-    first = xp.reshape(xp.arange(g[1].shape[0] * g[1].shape[1]), g[1].shape) == 0
+    where = array_api_compat_device(g[1])
+    nan = xp.asarray(float("nan"), dtype=g[1].dtype, device=where)
+    first = xp.reshape(xp.arange(g[1].shape[0] * g[1].shape[1], device=where), g[1].shape) == 0
     return g[0], xp.where(first, nan, g[1]), g[2]
 
 
