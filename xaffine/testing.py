@@ -284,8 +284,13 @@ def _lost_values_check(
             raise AssertionError(msg)
 
 
-def _one_hot(n: int, i: int, tangent: Any) -> tuple[Any, ...]:
-    return tuple(tangent if j == i else None for j in range(n))
+def _one_hot(args: Sequence[Any], i: int, tangent: Any, xp: Namespace) -> tuple[Any, ...]:
+    """Tangents zero but for argument `i`: zeros of each argument's shape and dtype (a jvp
+    written for arrays need not handle ``None``), ``None`` where the argument is ``None``."""
+    return tuple(
+        tangent if j == i else None if a is None else 0.0 * a if is_number(a) else xp.zeros_like(a)
+        for j, a in enumerate(args)
+    )
 
 
 def check_adjoint(
@@ -334,8 +339,8 @@ def check_adjoint(
     -----
     For ``J`` the Jacobian at `args`, ``<ct, J t> = <J^H ct, t>`` for every ``t`` and
     ``ct``, with ``<u, v> = sum(conj(u) * v)``, exactly in exact arithmetic: no step
-    size is involved. Each checked argument is probed alone (its tangent non-zero, the
-    others ``None``), so an error in one gradient cannot hide behind another's size.
+    size is involved. Each checked argument is probed alone (its tangent random, the
+    others zeros), so an error in one gradient cannot hide behind another's size.
 
     1. On float64 (complex128) copies of the arguments, where the backend has float64:
        a random tangent, tolerance ``rtol * (||ct|| ||J t|| + ||g|| ||t||)``. A wrong
@@ -382,7 +387,7 @@ def check_adjoint(
             _check_structure(wide_grads, wide_args, argnames, xp, _ON_WIDE)
         for i in checked:
             t = _widen(tangents[i], xp)
-            jt = _call_wide(jvp, "jvp", _one_hot(len(args), i, t), *wide_args)
+            jt = _call_wide(jvp, "jvp", _one_hot(wide_args, i, t, xp), *wide_args)
             probes.append((f"{_name(i, argnames)} alone, float64", wide_ct, t, jt, wide_grads[i], False))
             if narrow:
                 lost.append((f"gradient of {_name(i, argnames)}", grads[i], wide_grads[i]))
@@ -392,7 +397,7 @@ def check_adjoint(
             for label, t in (("random", tangents[i]), ("along its gradient", own)):
                 if t is None:
                     continue
-                jt = jvp(_one_hot(len(args), i, t), *args)
+                jt = jvp(_one_hot(args, i, t, xp), *args)
                 probes.append((f"{_name(i, argnames)} alone, {label}, {dtype}", ct, t, jt, grads[i], True))
 
     scalars: list[Any] = []
