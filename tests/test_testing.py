@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -320,11 +321,11 @@ def _nan_in_narrow_dtype(ct, x, w, b):
     """Right in float64, NaN in one element of dW in any narrower dtype."""
     g = right_vjp(ct, x, w, b)
     xp = array_namespace(ct)
-    if g[1].dtype in (xp.float64, xp.complex128):
+    if g[1].dtype == xp.float64:  # the float64 copies (the test runs real dtypes)
         return g
     where = array_api_compat_device(g[1])
     nan = xp.asarray(float("nan"), dtype=g[1].dtype, device=where)
-    first = xp.reshape(xp.arange(g[1].shape[0] * g[1].shape[1], device=where), g[1].shape) == 0
+    first = xp.asarray(np.arange(math.prod(g[1].shape)).reshape(g[1].shape) == 0, device=where)
     return g[0], xp.where(first, nan, g[1]), g[2]
 
 

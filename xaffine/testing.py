@@ -34,9 +34,10 @@ A user's own layer, ``y = tanh(x) * s``, checked with its hand-written backward:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import array_api_compat
 import numpy as np
@@ -46,6 +47,8 @@ from ._typing import Array, Namespace
 from ._validate import is_number, namespace_of
 
 __all__ = ["check_adjoint", "check_vjp"]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 _FULL_RERUN_LIMIT = 256
 # A stream of its own: the probes never repeat data a test drew with the same seed.
@@ -68,6 +71,19 @@ _UNRESOLVED = 4.0
 # _RETRIES times, while the truncation error dominates their bound.
 _RETRY = 16.0
 _RETRIES = 4
+
+
+# The checks' own sums and products meet the infinities and NaNs of a wrong gradient, and
+# report them as failed checks; NumPy's warnings about them (pydata/sparse computes with
+# its fill values too: inf * 0) would only repeat that, or, where warnings are errors,
+# hide it. The user's functions run outside this.
+def _quiet(function: _F) -> _F:
+    @functools.wraps(function)
+    def quiet(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+            return function(*args, **kwargs)
+
+    return cast(_F, quiet)
 
 
 def _generator(seed: int) -> np.random.Generator:
@@ -137,6 +153,7 @@ def _is_wide(a: Any, xp: Namespace) -> bool:
     return a is None or is_number(a) or a.dtype == _wide_dtype(a, xp)
 
 
+@_quiet
 def _inner(u: Any, v: Any, xp: Namespace) -> Any:
     """``sum(conj(u) * v)``: a 0-d array, or a number when both are numbers."""
     if is_number(u):
@@ -146,6 +163,7 @@ def _inner(u: Any, v: Any, xp: Namespace) -> Any:
     return product if is_number(product) else xp.sum(product)
 
 
+@_quiet
 def _norm(u: Any, xp: Namespace) -> Any:
     if is_number(u):
         return abs(u)
@@ -165,11 +183,13 @@ def _zero_where_not(mask: Any, a: Any, xp: Namespace) -> Any:
     return xp.where(mask, a, xp.zeros_like(a))
 
 
+@_quiet
 def _pair_scale(u: Any, v: Any, xp: Namespace) -> Any:
     """``sqrt(sum |u|^2 |v|^2)``: the statistical size of rounding collected by ``<u, v>``."""
     return _total(_square(u, xp) * _square(v, xp), xp) ** 0.5
 
 
+@_quiet
 def _nonfinite_count(values: Sequence[Any], xp: Namespace) -> Any:
     count: Any = 0.0
     for v in values:
@@ -248,6 +268,7 @@ def _max_axis(*shapes: tuple[Any, ...]) -> int:
     return max([1, *(d for s in shapes for d in s if isinstance(d, int))])
 
 
+@_quiet
 def _lost_in_range(narrow: Any, wide: Any, dtype_max: float, xp: Namespace, device: Any) -> Any:
     """How many elements are infinite or NaN in `narrow` where `wide` is finite and within range."""
     if is_number(narrow) and is_number(wide):
@@ -451,6 +472,7 @@ def check_adjoint(
             raise AssertionError(msg)
 
 
+@_quiet
 def _own_direction(g: Any, xp: Namespace) -> Any:
     """``g / max|g|`` in g's dtype (zeros stay zeros), computed lazily where the backend is lazy."""
     if math.prod(g.shape) == 0:
@@ -514,6 +536,7 @@ def _probes(
     return probes
 
 
+@_quiet
 def _lost(weight: Any, values: Sequence[Any], moved: Any, xp: Namespace) -> Any:
     """``sum |weight|^2 sum_v |v|^2`` over the elements where `moved` holds.
 
