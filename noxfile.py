@@ -33,6 +33,8 @@ BACKENDS = {
     # Also the ONNX export tests (tests/test_onnx.py), and sparse inputs with NumPy parameters.
     "ndonnx": (["-e", ".[onnx]"], "ndonnx"),
     "sparse": (["-e", ".[sparse]"], "sparse"),
+    # The CPU build on Linux (pip install "mlx[cpu]"); Metal on macOS.
+    "mlx": (["-e", ".[mlx]"], "mlx"),
     "torch-cuda": (["torch"], "torch:cuda"),
     "jax-gpu": (["jax[cuda12]"], "jax:gpu"),
 }

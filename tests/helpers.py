@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from array_api_compat import array_namespace, device
+from array_api_compat import array_namespace
 
-from xaffine._backends import HOST_DTYPES, to_numpy
+from xaffine._backends import HOST_DTYPES, backend_of, namespace, to_numpy
+from xaffine._backends import device_of as device
 from xaffine._reference import Inputs, inputs, random, wide
 from xaffine._reference import backward as reference_backward
 from xaffine._reference import forward as reference_forward
@@ -28,9 +29,17 @@ __all__ = [
     "reference_forward",
     "tolerances",
     "wide",
+    "xp_of",
 ]
 
 DTYPES = HOST_DTYPES  # every dtype the float64 NumPy reference can hold
+
+
+def xp_of(*arrays: Any) -> Any:
+    """The namespace xaffine computes in for these arrays: its table's (MLX's adapted one),
+    else array-api-compat's."""
+    row = backend_of(arrays[0])
+    return namespace(row.module) if row is not None else array_namespace(*arrays)
 
 
 def host_random(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 import xaffine
-from tests.helpers import noxfile_tables
+from tests.helpers import ROOT, noxfile_tables
 from xaffine import Affine
-from xaffine._backends import BACKENDS, device_name, find_backend, to_numpy
+from xaffine._backends import BACKENDS, Backend, device_name, find_backend, to_numpy
 
 
 def test_default_is_cupy_on_a_gpu_else_numpy(monkeypatch):
@@ -93,3 +95,29 @@ def test_device_names_are_readable():
     ndonnx = pytest.importorskip("ndonnx", reason="ndonnx's device has no name of its own")
     assert device_name(ndonnx.__array_namespace_info__().default_device()) == "ndonnx default"
     assert "device=ndonnx default," in repr(Affine(3, 2, xp="ndonnx"))
+
+
+def _table_names(path, header: str) -> list[str]:
+    """The backend names (first column, in backticks) of the Markdown table under `header`."""
+    text = (ROOT / path).read_text(encoding="utf-8")
+    table = text[text.index(header) :].split("\n\n", 1)[0]
+    return re.findall(r"^\| `([^`]+)` \|", table, flags=re.M)
+
+
+def test_readme_and_docs_list_every_backend_of_the_table():
+    """docs/backends.md lists every row in its test matrix and every row users choose in its
+    install table; the README's first paragraph names every library."""
+    tested = _table_names("docs/backends.md", "| backend | device | how it is tested |")
+    assert sorted(tested) == sorted(b.name for b in BACKENDS)
+    users = [b.name for b in BACKENDS if not b.testing_only]
+    assert sorted(_table_names("docs/backends.md", "| backend | device | installed by |")) == sorted(users)
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    pitch = " ".join(readme.split("\n\n")[1].split())
+    missing = [b.title for b in BACKENDS if b.title not in pitch]
+    assert not missing, f"the README's first paragraph does not name {missing}"
+
+
+def test_rows_are_written_with_named_fields():
+    """A row passes nothing by position: each field says what it is."""
+    with pytest.raises(TypeError):
+        Backend("x", "x", ("x",), "pip install x", "x", "X")  # type: ignore[misc]

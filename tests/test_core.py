@@ -111,6 +111,8 @@ def test_gradient_checks(backend, x_shape, n, bias_kind, dtype):
     args = make_inputs(backend, x_shape, n, dtype, bias_kind)[1].args
     names = ("x", "weight", "bias")
     check_adjoint(lambda t, *a: affine_jvp(*a, t)[1], lambda ct, *a: affine_backward(ct, *a), args, argnames=names)
+    if not backend.has("complex128" if dtype.startswith("complex") else "float64"):
+        return  # finite differences need the wide dtype (MLX has no complex128): tests/test_testing.py
     check_vjp(affine, lambda ct, *a: affine_backward(ct, *a), args, mode="fast", argnames=names)
     if int(np.prod(x_shape)) <= 12:
         check_vjp(affine, lambda ct, *a: affine_backward(ct, *a), args, mode="full", argnames=names)

@@ -8,8 +8,9 @@ device-to-host transfer guard (a CPU JAX array also lends its host buffer to ``n
 without any transfer; on a GPU that path goes through ``__array__``); ``cupy.asnumpy``
 (CuPy itself refuses implicit conversion; its ``ndarray`` type cannot be patched);
 ``__array__`` and ``__dlpack__`` on array_api_strict; any Dask compute; densifying a
-pydata/sparse array; unwrapping an ndonnx array's value. NumPy arrays are on
-the host already: there only ``to_numpy`` is guarded. ``test_a_planted_copy_is_caught``
+pydata/sparse array; unwrapping an ndonnx array's value; ``__array__``, ``__dlpack__``,
+``tolist`` and ``item`` on MLX. NumPy arrays are on the host already: there only ``to_numpy``
+is guarded. ``test_a_planted_copy_is_caught``
 proves the guard fails when a copy happens.
 """
 
@@ -21,7 +22,6 @@ from typing import Any
 
 import numpy as np
 import pytest
-from array_api_compat import device as device_of
 
 import xaffine._backends
 import xaffine._core
@@ -29,6 +29,7 @@ import xaffine._io
 import xaffine._layer
 from tests.helpers import host_random
 from xaffine import Affine, affine, affine_backward, affine_jvp, affine_vjp
+from xaffine._backends import device_of
 
 pytestmark = pytest.mark.gpu_smoke
 
@@ -44,6 +45,78 @@ def _refuse(what: str) -> Any:
     return refuse
 
 
+def _guard_torch(m: pytest.MonkeyPatch, stack: contextlib.ExitStack, backend: Any) -> None:
+    import torch
+
+    for name in ("cpu", "numpy", "item", "tolist", "__array__"):
+        m.setattr(torch.Tensor, name, _refuse(f"torch.Tensor.{name}"))
+
+
+def _guard_jax(m: pytest.MonkeyPatch, stack: contextlib.ExitStack, backend: Any) -> None:
+    import jax
+
+    array_type = type(backend.xp.zeros(1))
+    m.setattr(array_type, "_value", property(_refuse("jax.Array host value")))
+    copies = ("_single_device_array_to_np_array_did_copy", "_copy_single_device_array_to_host_async")
+    for name in ("__array__", "item", "tolist", *copies):
+        m.setattr(array_type, name, _refuse(f"jax.Array.{name}"))
+    stack.enter_context(jax.transfer_guard_device_to_host("disallow"))
+
+
+def _guard_cupy(m: pytest.MonkeyPatch, stack: contextlib.ExitStack, backend: Any) -> None:
+    import cupy
+
+    m.setattr(cupy, "asnumpy", _refuse("cupy.asnumpy"))
+
+
+def _guard_dask(m: pytest.MonkeyPatch, stack: contextlib.ExitStack, backend: Any) -> None:
+    import dask
+
+    stack.enter_context(dask.config.set(scheduler=_refuse("dask compute")))
+
+
+def _guard_methods(*names: str) -> Any:
+    """Refuse these methods of the backend's array type."""
+
+    def guard(m: pytest.MonkeyPatch, stack: contextlib.ExitStack, backend: Any) -> None:
+        array_type = type(backend.asarray(np.zeros(1)))
+        for name in names:
+            m.setattr(array_type, name, _refuse(f"{backend.row.library} {name}"))
+
+    return guard
+
+
+def _copy_jax(a: Any) -> Any:
+    import jax
+
+    return jax.device_get(a)
+
+
+def _copy_cupy(a: Any) -> Any:
+    import cupy
+
+    return cupy.asnumpy(a)
+
+
+# library -> (how its host copies are refused, a host copy as its users write one). NumPy is
+# on the host already: only xaffine's to_numpy is refused there. pydata/sparse's densifying
+# (xaffine must never densify a sparse input) and ndonnx's unwrapping of its eager values (an
+# array traced into an ONNX graph has none) are copies worth refusing on the host too. MLX's
+# memory is shared by its devices (no transfer exists); its copies out are refused all but
+# NumPy's buffer-protocol read, which a C type's slot keeps out of reach.
+_HOST_COPIES: dict[str, tuple[Any, Any]] = {
+    "numpy": (None, lambda a: xaffine._backends.to_numpy(a)),
+    "torch": (_guard_torch, lambda a: a.cpu()),
+    "jax": (_guard_jax, _copy_jax),
+    "cupy": (_guard_cupy, _copy_cupy),
+    "dask": (_guard_dask, lambda a: a.compute()),
+    "array_api_strict": (_guard_methods("__array__", "__dlpack__"), np.from_dlpack),
+    "sparse": (_guard_methods("todense"), lambda a: a.todense()),
+    "ndonnx": (_guard_methods("unwrap_numpy"), lambda a: a.unwrap_numpy()),
+    "mlx": (_guard_methods("__array__", "__dlpack__", "tolist", "item"), lambda a: a.tolist()),
+}
+
+
 @contextlib.contextmanager
 def no_host_copies(backend: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Make each host transfer that `backend` offers raise `HostTransfer` inside the block."""
@@ -51,64 +124,15 @@ def no_host_copies(backend: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[No
         for module in (xaffine._backends, xaffine._layer, xaffine._io):
             if hasattr(module, "to_numpy"):  # every module that imports it
                 m.setattr(module, "to_numpy", _refuse("xaffine to_numpy"))
-        library = backend.name.partition(":")[0]
-        if library == "torch":
-            import torch
-
-            for name in ("cpu", "numpy", "item", "tolist", "__array__"):
-                m.setattr(torch.Tensor, name, _refuse(f"torch.Tensor.{name}"))
-        elif library == "jax":
-            import jax
-
-            array_type = type(backend.xp.zeros(1))
-            m.setattr(array_type, "_value", property(_refuse("jax.Array host value")))
-            copies = ("_single_device_array_to_np_array_did_copy", "_copy_single_device_array_to_host_async")
-            for name in ("__array__", "item", "tolist", *copies):
-                m.setattr(array_type, name, _refuse(f"jax.Array.{name}"))
-            stack.enter_context(jax.transfer_guard_device_to_host("disallow"))
-        elif library == "cupy":
-            import cupy
-
-            m.setattr(cupy, "asnumpy", _refuse("cupy.asnumpy"))
-        elif library == "array_api_strict":
-            for name in ("__array__", "__dlpack__"):
-                m.setattr(type(backend.xp.zeros(1)), name, _refuse(f"array_api_strict {name}"))
-        elif library == "dask":
-            import dask
-
-            stack.enter_context(dask.config.set(scheduler=_refuse("dask compute")))
-        elif library in _HOST_METHOD:
-            name = _HOST_METHOD[library]
-            m.setattr(type(backend.asarray(np.zeros(1))), name, _refuse(f"{library} {name}"))
+        guard = _HOST_COPIES[backend.row.library][0]
+        if guard is not None:
+            guard(m, stack, backend)
         yield
-
-
-# Libraries on the host whose arrays still have a copy worth refusing: pydata/sparse's
-# densifying (xaffine must never densify a sparse input) and ndonnx's unwrapping of its
-# eager values (an array traced into an ONNX graph has no value to unwrap).
-_HOST_METHOD = {"sparse": "todense", "ndonnx": "unwrap_numpy"}
 
 
 def _native_copy(backend: Any, a: Any) -> Any:
     """A host copy the way each library's users write one (looked up at call time)."""
-    library = backend.name.partition(":")[0]
-    if library == "torch":
-        return a.cpu()
-    if library == "cupy":
-        import cupy
-
-        return cupy.asnumpy(a)
-    if library == "dask":
-        return a.compute()
-    if library == "jax":
-        import jax
-
-        return jax.device_get(a)
-    if library == "numpy":
-        return xaffine._backends.to_numpy(a)
-    if library in _HOST_METHOD:
-        return getattr(a, _HOST_METHOD[library])()
-    return np.from_dlpack(a)  # array_api_strict: works on its second device too
+    return _HOST_COPIES[backend.row.library][1](a)
 
 
 def _assert_on(results: dict[str, Any], backend: Any) -> None:
@@ -148,6 +172,12 @@ def test_layer_stays_on_the_device(backend, monkeypatch, dtype):
     results |= {f"grads {k}": v for k, v in layer.grads.items()}
     results |= {f"state_dict {k}": v for k, v in state.items()}
     _assert_on(results, backend)
+
+
+def test_every_library_of_the_table_has_its_host_copies_listed():
+    from xaffine._backends import BACKENDS
+
+    assert {row.library for row in BACKENDS} == set(_HOST_COPIES)
 
 
 @pytest.mark.parametrize("where", ["to_numpy", "native"])

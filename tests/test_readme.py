@@ -1,4 +1,5 @@
-"""The README's Python examples run as written."""
+"""The Python examples of the README and of the docs pages (```python blocks; the docs' own
+doctests run in the docs session) run as written."""
 
 from __future__ import annotations
 
@@ -8,24 +9,37 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).parents[1] / "README.md"
-BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+ROOT = Path(__file__).parents[1]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+EXAMPLES = [
+    (f"{page.relative_to(ROOT)} example {k}", code)
+    for page in PAGES
+    for k, code in enumerate(re.findall(r"```python\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S))
+]
+BLOCKS = [code for _, code in EXAMPLES]
 # What an example's imports need installed beyond the core: xaffine.onnx traces through ndonnx.
-NEEDS = {"torch": ["torch"], "onnxruntime": ["onnxruntime"], "sparse": ["sparse"], "xaffine.onnx": ["ndonnx", "onnx"]}
+NEEDS = {
+    "cupy": ["cupy"],
+    "jax": ["jax"],
+    "torch": ["torch"],
+    "onnxruntime": ["onnxruntime"],
+    "sparse": ["sparse"],
+    "xaffine.onnx": ["ndonnx", "onnx"],
+}
 
 
 def test_readme_has_examples():
     assert len(BLOCKS) >= 3
 
 
-@pytest.mark.parametrize("index", range(len(BLOCKS)))
+@pytest.mark.parametrize("index", range(len(BLOCKS)), ids=[name for name, _ in EXAMPLES])
 def test_readme_example_runs(index, tmp_path, monkeypatch):
     code = BLOCKS[index]
     imported = re.findall(r"^(?:import|from) ([\w.]+)", code, flags=re.M)
     for module in (need for name in imported for need in NEEDS.get(name, [])):
         pytest.importorskip(module, reason=f"this README example needs {module}")
     monkeypatch.chdir(tmp_path)
-    exec(compile(code, f"README.md example {index}", "exec"), {})
+    exec(compile(code, EXAMPLES[index][0], "exec"), {})
 
 
 def test_every_optional_import_of_the_examples_is_skipped_without_it():

@@ -7,13 +7,11 @@ import os
 
 import numpy as np
 import pytest
-from array_api_compat import array_namespace
-from array_api_compat import device as array_api_compat_device
 
-from tests.helpers import host_random, inputs, make_inputs
+from tests.helpers import host_random, inputs, make_inputs, xp_of
 from tests.mutants import BANK, applies, expected, jvp, random_case, right_vjp, tanh_jvp, tanh_layer, tanh_vjp
 from xaffine import affine, affine_backward
-from xaffine._backends import to_numpy
+from xaffine._backends import device_of, to_numpy
 from xaffine.testing import check_adjoint, check_vjp
 
 NAMES = ("x", "weight", "bias")
@@ -58,7 +56,10 @@ def test_bank_of_wrong_backwards(backend, mutant, dtype, shape):
     # A failed fast mode reruns full mode on inputs this small, one evaluation per probed
     # element: on the libraries with a large cost per operation that is 10-30 s a case, so
     # there the bank runs check_adjoint, and check_vjp runs in this module's other tests.
-    if backend.row.library not in COSTLY_PER_OPERATION:
+    # check_vjp differences in float64 (complex128): where the backend lacks it (MLX has no
+    # complex128), check_vjp refuses (test_check_vjp_needs_the_wide_dtype) and check_adjoint checks.
+    wide = "complex128" if dtype.startswith("complex") else "float64"
+    if backend.row.library not in COSTLY_PER_OPERATION and backend.has(wide):
         checks["fast"] = lambda: check_vjp(affine, vjp, args, argnames=NAMES)
         if shape != "64x512->512":
             checks["full"] = lambda: check_vjp(affine, vjp, args, mode="full", argnames=NAMES)
@@ -76,6 +77,8 @@ def test_right_backward_passes(backend, dtype):
     backend.dtype(dtype)
     args = _args(backend, dtype)
     check_adjoint(jvp, right_vjp, args, argnames=NAMES)
+    if not backend.has("complex128" if dtype.startswith("complex") else "float64"):
+        return  # check_vjp refuses there: test_check_vjp_needs_the_wide_dtype
     check_vjp(affine, right_vjp, args, argnames=NAMES)
     check_vjp(affine, right_vjp, args, mode="full", argnames=NAMES)
 
@@ -244,6 +247,8 @@ CASE_HOME["bfloat16"] = "torch"
 def _moved(backend, host, dtype):
     if isinstance(host, (float, complex)):
         return host
+    if hasattr(np, dtype):  # cast on the host: not every backend holds complex128 (MLX)
+        return backend.xp.asarray(np.asarray(host).astype(dtype), device=backend.device)
     moved = backend.xp.asarray(np.asarray(host), device=backend.device)
     return backend.xp.astype(moved, getattr(backend.xp, dtype))
 
@@ -304,7 +309,7 @@ def test_the_docs_wrong_tanh_backward_is_caught_in_narrow_dtypes(backend, dtype)
     args = _tanh_args(backend, dtype)
 
     def forgets_the_derivative(ct, x, w):
-        xp = array_namespace(ct)
+        xp = xp_of(ct)
         return xp.matmul(ct, w), xp.matmul(xp.matrix_transpose(ct), x)
 
     check_adjoint(tanh_jvp, tanh_vjp, args)
@@ -320,10 +325,10 @@ def test_the_docs_wrong_tanh_backward_is_caught_in_narrow_dtypes(backend, dtype)
 def _nan_in_narrow_dtype(ct, x, w, b):
     """Right in float64, NaN in one element of dW in any narrower dtype."""
     g = right_vjp(ct, x, w, b)
-    xp = array_namespace(ct)
+    xp = xp_of(ct)
     if g[1].dtype == xp.float64:  # the float64 copies (the test runs real dtypes)
         return g
-    where = array_api_compat_device(g[1])
+    where = device_of(g[1])
     nan = xp.asarray(float("nan"), dtype=g[1].dtype, device=where)
     first = xp.asarray(np.arange(math.prod(g[1].shape)).reshape(g[1].shape) == 0, device=where)
     return g[0], xp.where(first, nan, g[1]), g[2]
@@ -363,3 +368,16 @@ def test_a_backward_that_fails_in_float64_is_a_failed_check():
     for check, first in ((check_vjp, affine), (check_adjoint, jvp)):
         with pytest.raises(AssertionError, match=r"vjp raised TypeError on float64 copies .*: float32 only"):
             check(first, float32_only, args)
+
+
+def test_check_vjp_needs_the_wide_dtype(backend):
+    """Where the backend lacks complex128 (MLX), check_vjp says so; check_adjoint checks complex64 alone."""
+    backend.dtype("complex64")
+    if backend.has("complex128"):
+        pytest.skip(f"{backend.name} has complex128: check_vjp runs there (test_right_backward_passes)")
+    args = _args(backend, "complex64")
+    with pytest.raises(TypeError, match=r"no complex128.*use check_adjoint"):
+        check_vjp(affine, right_vjp, args, argnames=NAMES)
+    check_adjoint(jvp, right_vjp, args, argnames=NAMES)
+    with pytest.raises(AssertionError, match="adjoint identity failed"):
+        check_adjoint(jvp, off_by_a_little, args, argnames=NAMES)

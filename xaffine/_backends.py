@@ -1,10 +1,12 @@
 """The backend table: everything xaffine knows about each array library, one row each.
 
-A row says how the library is imported and loaded, its default device, how to wait
-for its device work, how to copy an array to the host, whether it is lazy, whether it
-takes NumPy operands beside its own arrays, which pip distributions provide it and
-which nox session installs it. Adding a backend means adding a row here (and its nox
-session, which ``tests/test_backends.py`` holds to this table).
+A row (a `Backend`, every field named) says how the library is imported, its Array API
+namespace and default device, how to wait for its device work and copy an array to the
+host, whether it takes NumPy operands beside its own arrays, which pip distributions
+provide it and which nox session installs it, and the library's own faster calls for
+the core's operations. Each library's section below holds its adapters and then its row;
+`BACKENDS` lists the rows. Adding a backend is a section here and its nox session, which
+``tests/test_backends.py`` holds to this table (CONTRIBUTING.md, "Adding a backend").
 
 This is the one module that imports backend libraries, each lazily, when asked.
 """
@@ -19,6 +21,7 @@ import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from types import ModuleType
 from typing import Any, NamedTuple
 
 import array_api_compat
@@ -37,6 +40,7 @@ __all__ = [
     "bfloat16_from_bits",
     "default_backend",
     "device_name",
+    "device_of",
     "dtype_name",
     "find_backend",
     "library_of",
@@ -81,182 +85,174 @@ def _import(module: str) -> Any:
         raise BackendUnavailable(IMPORT_ERROR, f"importing {module} failed: {exc!r}") from exc
 
 
-# -- how each library is loaded: import it, probe the device, return the device ---------
+# -- what a row says, and what it says where a library needs nothing of its own ---------
 
 
 def _cpu(module: Any, variant: str, exact: bool) -> Device:
     return "cpu"
 
 
-def _strict_device(module: Any, variant: str, exact: bool) -> Device:
-    return module.Device(variant) if variant else module.__array_namespace_info__().default_device()
-
-
-def _torch_device(module: Any, variant: str, exact: bool) -> Device:
-    if not variant:
-        return module.device("cpu")
-    if not module.cuda.is_available():
-        raise BackendUnavailable(NO_GPU, "torch.cuda.is_available() is False (no CUDA GPU or a CPU build)")
-    try:
-        (module.zeros(1, device="cuda") + 1).cpu()
-    except Exception as exc:
-        raise BackendUnavailable(NO_GPU, f"allocating on CUDA failed: {exc!r}") from exc
-    if exact:
-        module.backends.cuda.matmul.allow_tf32 = False
-        module.backends.cudnn.allow_tf32 = False
-    return module.device("cuda")
-
-
-def _jax_device(module: Any, variant: str, exact: bool) -> Device:
-    jax = _import("jax")
-    if exact:
-        jax.config.update("jax_enable_x64", True)
-        jax.config.update("jax_default_matmul_precision", "highest")
-    try:
-        return jax.devices(variant or "cpu")[0]
-    except RuntimeError as exc:
-        raise BackendUnavailable(NO_GPU, f"jax has no {variant or 'cpu'} device: {exc}") from exc
-
-
-def _cupy_device(module: Any, variant: str, exact: bool) -> Device:
-    try:
-        # CuPy imports without a GPU and fails at the first allocation.
-        (module.zeros(1) + 1).get()
-    except Exception as exc:
-        raise BackendUnavailable(NO_GPU, f"cupy cannot allocate on a GPU: {exc!r}") from exc
-    return module.cuda.Device()
-
-
-def _info_device(module: Any, variant: str, exact: bool) -> Device:
-    # ndonnx arrays carry a device object of their own: the one its namespace reports.
-    return module.__array_namespace_info__().default_device()
-
-
-# -- how to make a library's namespace fit what xaffine calls through it ----------------
-
-
-def _as_is(xp: Namespace) -> Namespace:
-    return xp
-
-
-_SPARSE_NO_FLOAT16 = "pydata/sparse has no float16 matrix product"
-
-
-class _SparseNamespace(type(os)):  # type: ignore[misc]
-    """pydata/sparse's namespace, for sparse arrays with NumPy operands.
-
-    A sparse array times a dense NumPy one is a dense NumPy array, which the math then
-    reshapes through the namespace; ``sparse.reshape`` of a NumPy array fails (it calls
-    ``ndarray.reshape(shape=...)``), so NumPy arrays are reshaped by NumPy.
-    """
-
-    def __init__(self, raw: Any) -> None:
-        super().__init__(raw.__name__, raw.__doc__)
-        self._raw = raw
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "float16":
-            raise AttributeError(_SPARSE_NO_FLOAT16)
-        return getattr(self._raw, name)
-
-    # It stands for the library's own namespace: equal to it (array_namespace(x) == xp holds).
-    def __eq__(self, other: object) -> bool:
-        return other is self or other is self._raw
-
-    def __hash__(self) -> int:
-        return hash(self._raw)
-
-    def reshape(self, x: Array, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Array:
-        if isinstance(x, np.ndarray):
-            return np.reshape(x, shape, copy=copy)
-        return self._raw.reshape(x, shape, copy=copy)
-
-    def stack(self, arrays: Any, /, *, axis: int = 0) -> Array:
-        # pydata/sparse stacks only arrays with one fill value; a reduction's 0-d result
-        # holds its value as the fill value, so stacking two sums fails. Such arrays are
-        # stacked dense (a stack of 0-d arrays is as small as the list of them).
-        arrays = list(arrays)
-        if not any(isinstance(a, np.ndarray) for a in arrays):
-            with contextlib.suppress(ValueError):  # fill values differ
-                return self._raw.stack(arrays, axis=axis)
-        dense = np.stack([_sparse_host(a) for a in arrays], axis=axis)
-        return self._raw.asarray(dense)
-
-
-# -- how to wait for a result's device work -------------------------------------------
+def _as_is(module: Any) -> Namespace:
+    return module
 
 
 def _no_wait(result: Any) -> Any:
     return result
 
 
-def _torch_cuda_wait(result: Any) -> Any:
-    import torch
-
-    torch.cuda.synchronize()
-    return result
-
-
-def _cupy_wait(result: Any) -> Any:
-    import cupy
-
-    cupy.cuda.get_current_stream().synchronize()
-    return result
-
-
-def _jax_wait(result: Any) -> Any:
-    import jax
-
-    return jax.block_until_ready(result)  # type: ignore[no-untyped-call]
-
-
-def _dask_wait(result: Any) -> Any:
-    from dask.base import compute
-
-    return compute(result)  # type: ignore[no-untyped-call]
-
-
-# -- how to copy an array to the host as NumPy ----------------------------------------
-
-
 def _numpy_host(a: Any) -> np.ndarray[Any, Any]:
     try:
-        return np.asarray(a)
+        host = np.asarray(a)
     except (RuntimeError, ValueError, TypeError):
         # array_api_strict refuses __array__ off its CPU device; DLPack still works.
         return np.from_dlpack(a)
+    if host.dtype == object:  # an array type NumPy does not know, held as an object: its data
+        return np.from_dlpack(a)
+    return host
 
 
-def _torch_host(a: Any) -> np.ndarray[Any, Any]:
-    return np.asarray(a.detach().cpu().resolve_conj().numpy())
+def _standard_device(a: Any) -> Device:
+    # array-api-compat's device() covers the libraries whose arrays lack the attribute.
+    return array_api_compat.device(a)
 
 
-def _cupy_host(a: Any) -> np.ndarray[Any, Any]:
-    return np.asarray(a.get())
+def _always(out: Any, term: Any) -> bool:
+    return True
 
 
-def _dask_host(a: Any) -> np.ndarray[Any, Any]:
-    return np.asarray(a.compute())
+def _never(out: Any, term: Any) -> bool:
+    return False
 
 
-# -- how to make a bfloat16 array from its raw bits, every bit kept -------------------
-# A conversion from float32 does not keep them all: torch makes every NaN 0xFFFF, and
-# JAX drops NaN payloads and quiets signalling NaNs.
+@dataclass(frozen=True, kw_only=True)
+class Backend:
+    """One array library on one kind of device: one row of the table.
+
+    A variant row (``"torch:cuda"``) is its library's row with what differs, made with
+    `dataclasses.replace`.
+    """
+
+    name: str
+    """``library[:variant]``, e.g. ``"torch:cuda"``; the variant is a device or a test variant."""
+    module: str
+    """The array module a user passes as ``xp`` (``"jax.numpy"``, ``"dask.array"``, ...); its
+    top-level package is the library (`library`)."""
+    distributions: tuple[str, ...]
+    """The pip distributions that may provide the library, for version reports."""
+    install: str
+    """How to install it."""
+    nox_session: str
+    """The ``tests(...)`` session of ``noxfile.py`` that installs it and runs the suite."""
+    title: str
+    """The library's name in messages (``"PyTorch"``)."""
+    packages: tuple[str, ...] = ()
+    """Other top-level packages whose array types are the library's (``jaxlib`` for JAX)."""
+    array_api: Callable[[Any], Namespace] = _as_is
+    """The library's Array API namespace, given its imported `module`: the module itself, an
+    array-api-compat wrapper, or an adapter where the library falls short of the standard."""
+    open_device: Callable[[Any, str, bool], Device] = _cpu
+    """Probes the device: ``open_device(module, variant, exact)`` returns the row's default
+    device or raises `BackendUnavailable`; `exact` also sets what exact tests need."""
+    device_of: Callable[[Any], Device] = _standard_device
+    """The device an array of the library is on."""
+    single_device: bool | None = None
+    """Whether the library has one device, so that arrays never need their devices
+    compared; None: ask its inspection API (``__array_namespace_info__().devices()``)."""
+    wait: Callable[[Any], Any] = _no_wait
+    """Waits for a result's device work (or computes a lazy one), for timings."""
+    host: Callable[[Array], np.ndarray[Any, Any]] = _numpy_host
+    """A NumPy copy (or view) of one of the library's arrays."""
+    gpu: bool = False
+    testing_only: bool = False
+    """A row that exists for the tests (a read-only or second-device variant)."""
+    compiler: str = ""
+    """The compiler people run the library's code under (``"torch.compile"``, ``"jax.jit"``),
+    which traces through xaffine's checks; ``""``: none."""
+    float64_hint: str = ""
+    """What to do when the library made 32-bit arrays where 64-bit ones were asked for."""
+    takes_numpy: bool = False
+    """Whether the library takes NumPy operands beside its own arrays (Dask, JAX, pydata/sparse do)."""
+    adopts_numpy: bool = True
+    """With `takes_numpy`: whether NumPy operands become the library's arrays, on its array's
+    device, before any work (so every result is the library's); False keeps them NumPy
+    operands (pydata/sparse: a sparse array times a dense one is a dense NumPy array)."""
+    matmul: Callable[[Any, Any], Any] = operator.matmul
+    """The product of two matrices, ``a @ b``."""
+    matmul_add: Callable[[Any, Any, Any], Any] | None = None
+    """``a @ b + c`` in one call, for an array `c` that broadcasts; None: the product, then the sum."""
+    row_sum: Callable[[Any, Any], Any] | None = None
+    """``sum(a, axis=0, dtype=dtype)`` of a matrix, or of a vector (an array, 0-d or of one
+    element); None: the namespace's ``sum``."""
+    in_place: Callable[[Any, Any], bool] | None = None
+    """Whether ``out += term`` may write into `out`, an array just computed; None: ask
+    array-api-compat whether `out` is writeable."""
+    add: Callable[[Any, Any], Any] | None = None
+    """``out + term`` for a freshly computed `out` and a term of the layer (a bias, a number,
+    another product); None: in place where `out` may be written, else the operator."""
+    check: Callable[[Any, str], None] | None = None
+    """A check of each of the library's arrays beyond its type, dtype and shape, made on every
+    call (metadata only); raises naming the argument."""
+    no_float16: str = ""
+    """Why the library cannot compute in float16, where it cannot: its float16 arrays are refused."""
+    bfloat16_from_bits: Callable[[np.ndarray[Any, Any], Device], Array] | None = None
+    """The library's bfloat16 array on a device whose bits are those of a host uint16 array
+    (native byte order), for a bfloat16 file; None: no way to reinterpret bits, and the
+    values go through float32 (every value kept, not every NaN's bits)."""
+
+    @property
+    def library(self) -> str:
+        """The top-level package of the library's arrays (``"jax"``, ``"dask"``, ...): two
+        arrays are "of the same library" when this matches."""
+        return self.module.partition(".")[0]
+
+    @property
+    def variant(self) -> str:
+        """The part after the colon: a device or a test variant, or ``""``."""
+        return self.name.partition(":")[2]
+
+    def load(self, *, exact: bool = False, reason: str = "") -> BackendChoice:
+        """Import the library and probe the device.
+
+        `exact` turns on float64 in JAX and turns off TF32 matrix products on GPUs,
+        as the tests and ``xaffine check`` need (it changes those libraries' global
+        settings).
+
+        Raises
+        ------
+        BackendUnavailable
+            When the library is missing, fails to import, or has no such device.
+        """
+        module = _import(self.module)
+        device = self.open_device(module, self.variant, exact)
+        return BackendChoice(self.name, namespace(self.module), device, reason or f"asked for {self.name}")
 
 
-def _torch_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
-    import torch
+class _Adapter(ModuleType):
+    """A library's namespace with the calls it lacks, standing for the library's own namespace."""
 
-    return torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16).to(device)
+    def __init__(self, raw: Any) -> None:
+        super().__init__(raw.__name__, raw.__doc__)
+        self._raw = raw
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._raw, name)
+
+    # Equal to the library's namespace: array_namespace(x) == xp holds.
+    def __eq__(self, other: object) -> bool:
+        return other is self or other is self._raw
+
+    def __hash__(self) -> int:
+        return hash(self._raw)
 
 
-def _jax_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
-    import jax
-
-    return jax.lax.bitcast_convert_type(jax.device_put(bits, device), jax.numpy.bfloat16)
+# -- NumPy ------------------------------------------------------------------------------
 
 
-# -- fast paths of the core's operations, where a library has a cheaper call ---------
+def _numpy_array_api(module: Any) -> Namespace:
+    # Import statements, not importlib: torch.compile's tracer runs these on a first call.
+    import array_api_compat.numpy
+
+    return array_api_compat.numpy
 
 
 def _numpy_matmul(a: Any, b: Any) -> Any:
@@ -304,6 +300,81 @@ def _numpy_row_sum(a: Any, dtype: Any) -> Any:
     return np.dot(_numpy_ones(a.shape[0], a.dtype), a)
 
 
+_NUMPY = Backend(
+    name="numpy",
+    module="numpy",
+    distributions=("numpy",),
+    install="pip install numpy",
+    nox_session="numpy",
+    title="NumPy",
+    array_api=_numpy_array_api,
+    takes_numpy=True,
+    matmul=_numpy_matmul,
+    row_sum=_numpy_row_sum,
+    in_place=_always,
+)
+
+
+# -- array-api-strict ---------------------------------------------------------------------
+
+
+def _strict_device(module: Any, variant: str, exact: bool) -> Device:
+    return module.Device(variant) if variant else module.__array_namespace_info__().default_device()
+
+
+_STRICT = Backend(
+    name="array_api_strict",
+    module="array_api_strict",
+    distributions=("array-api-strict",),
+    install="pip install array-api-strict",
+    nox_session="array_api_strict",
+    title="array-api-strict",
+    open_device=_strict_device,
+)
+
+
+# -- PyTorch --------------------------------------------------------------------------------
+
+
+def _torch_array_api(module: Any) -> Namespace:
+    import array_api_compat.torch
+
+    return array_api_compat.torch
+
+
+def _torch_device(module: Any, variant: str, exact: bool) -> Device:
+    if not variant:
+        return module.device("cpu")
+    if not module.cuda.is_available():
+        raise BackendUnavailable(NO_GPU, "torch.cuda.is_available() is False (no CUDA GPU or a CPU build)")
+    try:
+        (module.zeros(1, device="cuda") + 1).cpu()
+    except Exception as exc:
+        raise BackendUnavailable(NO_GPU, f"allocating on CUDA failed: {exc!r}") from exc
+    if exact:
+        module.backends.cuda.matmul.allow_tf32 = False
+        module.backends.cudnn.allow_tf32 = False
+    return module.device("cuda")
+
+
+def _torch_cuda_wait(result: Any) -> Any:
+    import torch
+
+    torch.cuda.synchronize()
+    return result
+
+
+def _torch_host(a: Any) -> np.ndarray[Any, Any]:
+    return np.asarray(a.detach().cpu().resolve_conj().numpy())
+
+
+# A conversion from float32 does not keep every bit: torch makes every NaN 0xFFFF.
+def _torch_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
+    import torch
+
+    return torch.from_numpy(bits.view(np.int16)).view(torch.bfloat16).to(device)
+
+
 def _torch_row_sum(a: Any, dtype: Any) -> Any:
     # Passing dtype=None costs torch's argument parser about 0.4 us more than leaving it out.
     # (The product with a row of ones, faster at large sizes on the CPU, adds naively through
@@ -329,20 +400,164 @@ def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     return torch.addmm(c, a, b)
 
 
-def _always(out: Any, term: Any) -> bool:
-    return True
-
-
-def _never(out: Any, term: Any) -> bool:
-    return False
-
-
 def _torch_in_place(out: Any, term: Any) -> bool:
     # Not a term that torch.func wraps (batched by vmap, or tracked by grad) into an
     # unwrapped `out`: vmap cannot write a batch of results into one unbatched array.
     import torch
 
     return torch.compiler.is_dynamo_compiling() or not torch._C._functorch.is_functorch_wrapped_tensor(term)
+
+
+_TORCH = Backend(
+    name="torch",
+    module="torch",
+    distributions=("torch",),
+    install="pip install torch",
+    nox_session="torch",
+    title="PyTorch",
+    array_api=_torch_array_api,
+    open_device=_torch_device,
+    single_device=False,  # always several (cpu, meta, ...), and listing them allocates on each
+    host=_torch_host,
+    compiler="torch.compile",
+    bfloat16_from_bits=_torch_bfloat16_from_bits,
+    matmul=_torch_matmul,
+    matmul_add=_torch_matmul_add,
+    row_sum=_torch_row_sum,
+    in_place=_torch_in_place,
+)
+
+
+# -- JAX ------------------------------------------------------------------------------------
+
+
+def _jax_device(module: Any, variant: str, exact: bool) -> Device:
+    jax = _import("jax")
+    if exact:
+        jax.config.update("jax_enable_x64", True)
+        jax.config.update("jax_default_matmul_precision", "highest")
+    try:
+        return jax.devices(variant or "cpu")[0]
+    except RuntimeError as exc:
+        raise BackendUnavailable(NO_GPU, f"jax has no {variant or 'cpu'} device: {exc}") from exc
+
+
+def _jax_wait(result: Any) -> Any:
+    import jax
+
+    return jax.block_until_ready(result)  # type: ignore[no-untyped-call]
+
+
+# A conversion from float32 does not keep every bit: JAX drops NaN payloads and quiets
+# signalling NaNs.
+def _jax_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
+    import jax
+
+    return jax.lax.bitcast_convert_type(jax.device_put(bits, device), jax.numpy.bfloat16)
+
+
+_JAX = Backend(
+    name="jax",
+    module="jax.numpy",
+    distributions=("jax", "jaxlib"),
+    install="pip install jax",
+    nox_session="jax",
+    title="JAX",
+    packages=("jaxlib",),
+    open_device=_jax_device,
+    wait=_jax_wait,
+    compiler="jax.jit",
+    float64_hint=(
+        "JAX keeps 64-bit types only with x64 enabled "
+        "(jax.config.update('jax_enable_x64', True), or JAX_ENABLE_X64=1 before importing jax)"
+    ),
+    takes_numpy=True,
+    in_place=_never,
+    bfloat16_from_bits=_jax_bfloat16_from_bits,
+)
+
+
+# -- Dask -----------------------------------------------------------------------------------
+
+
+def _dask_array_api(module: Any) -> Namespace:
+    import array_api_compat.dask.array
+
+    return array_api_compat.dask.array
+
+
+def _dask_wait(result: Any) -> Any:
+    from dask.base import compute
+
+    return compute(result)  # type: ignore[no-untyped-call]
+
+
+def _dask_host(a: Any) -> np.ndarray[Any, Any]:
+    return np.asarray(a.compute())
+
+
+_DASK = Backend(
+    name="dask",
+    module="dask.array",
+    distributions=("dask", "distributed"),
+    install="pip install 'dask[array]'",
+    nox_session="dask",
+    title="Dask",
+    array_api=_dask_array_api,
+    wait=_dask_wait,
+    host=_dask_host,
+    takes_numpy=True,
+)
+
+
+# -- CuPy -----------------------------------------------------------------------------------
+
+
+def _cupy_array_api(module: Any) -> Namespace:
+    return array_api_compat.array_namespace(module.empty(0))
+
+
+def _cupy_device(module: Any, variant: str, exact: bool) -> Device:
+    try:
+        # CuPy imports without a GPU and fails at the first allocation.
+        (module.zeros(1) + 1).get()
+    except Exception as exc:
+        raise BackendUnavailable(NO_GPU, f"cupy cannot allocate on a GPU: {exc!r}") from exc
+    return module.cuda.Device()
+
+
+def _cupy_wait(result: Any) -> Any:
+    import cupy
+
+    cupy.cuda.get_current_stream().synchronize()
+    return result
+
+
+def _cupy_host(a: Any) -> np.ndarray[Any, Any]:
+    return np.asarray(a.get())
+
+
+_CUPY = Backend(
+    name="cupy",
+    module="cupy",
+    distributions=("cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x", "cupy"),
+    install="pip install 'xaffine[cuda12]' (or cuda13)",
+    nox_session="cupy",
+    title="CuPy",
+    array_api=_cupy_array_api,
+    open_device=_cupy_device,
+    wait=_cupy_wait,
+    host=_cupy_host,
+    gpu=True,
+)
+
+
+# -- ndonnx (ONNX) --------------------------------------------------------------------------
+
+
+def _info_device(module: Any, variant: str, exact: bool) -> Device:
+    # ndonnx arrays carry a device object of their own: the one its namespace reports.
+    return module.__array_namespace_info__().default_device()
 
 
 def _ndonnx_matmul(a: Any, b: Any) -> Any:
@@ -362,6 +577,55 @@ def _ndonnx_matmul(a: Any, b: Any) -> Any:
 def _ndonnx_host(a: Any) -> np.ndarray[Any, Any]:
     # np.asarray would make an object array holding the ndonnx array.
     return np.asarray(a.unwrap_numpy())
+
+
+_NDONNX = Backend(
+    name="ndonnx",
+    module="ndonnx",
+    distributions=("ndonnx", "onnxruntime"),
+    install="pip install 'xaffine[onnx]'",
+    nox_session="ndonnx",
+    title="ndonnx",
+    open_device=_info_device,
+    host=_ndonnx_host,
+    matmul=_ndonnx_matmul,
+)
+
+
+# -- pydata/sparse --------------------------------------------------------------------------
+
+
+_SPARSE_NO_FLOAT16 = "pydata/sparse has no float16 matrix product"
+
+
+class _SparseNamespace(_Adapter):
+    """pydata/sparse's namespace, for sparse arrays with NumPy operands.
+
+    A sparse array times a dense NumPy one is a dense NumPy array, which the math then
+    reshapes through the namespace; ``sparse.reshape`` of a NumPy array fails (it calls
+    ``ndarray.reshape(shape=...)``), so NumPy arrays are reshaped by NumPy.
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "float16":
+            raise AttributeError(_SPARSE_NO_FLOAT16)
+        return getattr(self._raw, name)
+
+    def reshape(self, x: Array, /, shape: tuple[int, ...], *, copy: bool | None = None) -> Array:
+        if isinstance(x, np.ndarray):
+            return np.reshape(x, shape, copy=copy)
+        return self._raw.reshape(x, shape, copy=copy)
+
+    def stack(self, arrays: Any, /, *, axis: int = 0) -> Array:
+        # pydata/sparse stacks only arrays with one fill value; a reduction's 0-d result
+        # holds its value as the fill value, so stacking two sums fails. Such arrays are
+        # stacked dense (a stack of 0-d arrays is as small as the list of them).
+        arrays = list(arrays)
+        if not any(isinstance(a, np.ndarray) for a in arrays):
+            with contextlib.suppress(ValueError):  # fill values differ
+                return self._raw.stack(arrays, axis=axis)
+        dense = np.stack([_sparse_host(a) for a in arrays], axis=axis)
+        return self._raw.asarray(dense)
 
 
 def _sparse_host(a: Any) -> np.ndarray[Any, Any]:
@@ -405,147 +669,110 @@ def _sparse_check(a: Any, name: str) -> None:
         raise ValueError(msg)
 
 
-@dataclass(frozen=True)
-class Backend:
-    """One array library on one kind of device: one row of the table.
+_SPARSE = Backend(
+    name="sparse",
+    module="sparse",
+    distributions=("sparse",),
+    install="pip install 'xaffine[sparse]'",
+    nox_session="sparse",
+    title="pydata/sparse",
+    array_api=_SparseNamespace,
+    host=_sparse_host,
+    takes_numpy=True,
+    adopts_numpy=False,
+    add=_sparse_add,
+    check=_sparse_check,
+    no_float16=_SPARSE_NO_FLOAT16,
+)
 
-    Attributes
-    ----------
-    name : str
-        ``library[:variant]``, e.g. ``"torch:cuda"``; the variant is a device or a test variant.
-    library : str
-        The top-level package of the library's arrays (``"jax"``, ``"dask"``, ...): two
-        arrays are "of the same library" when this matches.
-    module : str
-        The array module a user passes as ``xp`` (``"jax.numpy"``, ``"dask.array"``, ...).
-    distributions : tuple of str
-        The pip distributions that may provide the library, for version reports.
-    install : str
-        How to install it.
-    nox_session : str
-        The ``tests(...)`` session of ``noxfile.py`` that installs it and runs the suite.
+
+# -- MLX ------------------------------------------------------------------------------------
+
+
+# Array creation that takes `device` in the standard and `stream` (a device will do) in MLX.
+_MLX_CREATION = frozenset(
+    {
+        "zeros",
+        "ones",
+        "empty",
+        "full",
+        "arange",
+        "eye",
+        "linspace",
+        "zeros_like",
+        "ones_like",
+        "empty_like",
+        "full_like",
+    }
+)
+
+
+class _MLXNamespace(_Adapter):
+    """``mlx.core`` with the standard's keywords where MLX 0.32 lacks them (``device=``,
+    ``sum(dtype=)``), and NumPy arrays taken in their own dtype.
+
+    ``mx.asarray`` of a float64 NumPy array makes float32 (MLX's default float); here
+    a NumPy array keeps its dtype, and one that MLX lacks (complex128) is refused.
     """
 
-    name: str
-    library: str
-    module: str
-    distributions: tuple[str, ...]
-    install: str
-    nox_session: str
-    device: Callable[[Any, str, bool], Device] = _cpu
-    wait: Callable[[Any], Any] = _no_wait
-    host: Callable[[Array], np.ndarray[Any, Any]] = _numpy_host
-    gpu: bool = False
-    lazy: bool = False
-    takes_numpy: bool = False
-    """Whether the library takes NumPy operands beside its own arrays (Dask, JAX, pydata/sparse do)."""
-    adopts_numpy: bool = True
-    """With `takes_numpy`: whether NumPy operands become the library's arrays, on its array's
-    device, before any work (so every result is the library's); False keeps them NumPy
-    operands (pydata/sparse: a sparse array times a dense one is a dense NumPy array)."""
-    jax_x64_hint: bool = False
-    testing_only: bool = False
-    matmul: Callable[[Any, Any], Any] = operator.matmul
-    """The product of two matrices, ``a @ b``. NumPy's takes ``np.dot`` for small products: the
-    same BLAS product without matmul's ufunc dispatch, which dominates at small sizes."""
-    matmul_add: Callable[[Any, Any, Any], Any] | None = None
-    """``a @ b + c`` in one call, for an array `c` that broadcasts; None: the product, then the sum."""
-    row_sum: Callable[[Any, Any], Any] | None = None
-    """``sum(a, axis=0, dtype=dtype)`` of a matrix, or of a vector (an array, 0-d or of one
-    element); None: the namespace's ``sum``."""
-    in_place: Callable[[Any, Any], bool] | None = None
-    """Whether ``out += term`` may write into `out`, an array just computed; None: ask
-    array-api-compat whether `out` is writeable."""
-    adapt: Callable[[Namespace], Namespace] = _as_is
-    """Fits the library's namespace to xaffine's calls where the library falls short."""
-    add: Callable[[Any, Any], Any] | None = None
-    """``out + term`` for a freshly computed `out` and a term of the layer (a bias, a number,
-    another product); None: in place where `out` may be written, else the operator."""
-    check: Callable[[Any, str], None] | None = None
-    """A check of each of the library's arrays beyond its type, dtype and shape, made on every
-    call (metadata only); raises naming the argument."""
-    no_float16: str = ""
-    """Why the library cannot compute in float16, where it cannot: its float16 arrays are refused."""
-    bfloat16_from_bits: Callable[[np.ndarray[Any, Any], Device], Array] | None = None
-    """The library's bfloat16 array on a device whose bits are those of a host uint16 array
-    (native byte order), for a bfloat16 file; None: no way to reinterpret bits, and the
-    values go through float32 (every value kept, not every NaN's bits)."""
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._raw, name)
+        if name not in _MLX_CREATION:
+            return found
 
-    @property
-    def variant(self) -> str:
-        """The part after the colon: a device or a test variant, or ``""``."""
-        return self.name.partition(":")[2]
+        def create(*args: Any, device: Device | None = None, **kwargs: Any) -> Any:
+            return found(*args, stream=device, **kwargs) if device is not None else found(*args, **kwargs)
 
-    def load(self, *, exact: bool = False, reason: str = "") -> BackendChoice:
-        """Import the library and probe the device.
+        return create
 
-        `exact` turns on float64 in JAX and turns off TF32 matrix products on GPUs,
-        as the tests and ``xaffine check`` need (it changes those libraries' global
-        settings).
+    def asarray(self, obj: Any, /, *, dtype: Any = None, device: Device | None = None, copy: bool | None = None) -> Any:
+        if dtype is None and isinstance(obj, (np.ndarray, np.generic)) and obj.dtype.kind in "fc":
+            dtype = getattr(self._raw, obj.dtype.name, None)
+            if dtype is None:
+                msg = f"MLX has no {obj.dtype.name}: convert the array to a dtype MLX has (complex64, float32)"
+                raise TypeError(msg)
+        with self._raw.stream(device) if device is not None else contextlib.nullcontext():
+            return self._raw.asarray(obj, dtype=dtype, copy=copy)
 
-        Raises
-        ------
-        BackendUnavailable
-            When the library is missing, fails to import, or has no such device.
-        """
-        module = _import(self.module)
-        device = self.device(module, self.variant, exact)
-        return BackendChoice(self.name, namespace(self.module), device, reason or f"asked for {self.name}")
+    def sum(self, x: Array, /, *, axis: Any = None, dtype: Any = None, keepdims: bool = False) -> Any:
+        if dtype is not None and x.dtype != dtype:
+            x = self._raw.astype(x, dtype)
+        return self._raw.sum(x, axis=axis, keepdims=keepdims)
 
+
+def _mlx_device_of(a: Any) -> Device:
+    # MLX's arrays live in memory that every device shares, and carry no device: the
+    # operations run on a stream, by default on the default device.
+    import mlx.core
+
+    return mlx.core.default_device()
+
+
+def _mlx_wait(result: Any) -> Any:
+    import mlx.core
+
+    mlx.core.eval(result)
+    return result
+
+
+_MLX = Backend(
+    name="mlx",
+    module="mlx.core",
+    distributions=("mlx", "mlx-cpu", "mlx-metal"),
+    install="pip install 'xaffine[mlx]' (Linux: the CPU build; macOS on Apple silicon: Metal)",
+    nox_session="mlx",
+    title="MLX",
+    array_api=_MLXNamespace,
+    open_device=_info_device,
+    device_of=_mlx_device_of,
+    wait=_mlx_wait,
+    in_place=_never,
+)
+
+
+# -- the table ------------------------------------------------------------------------------
 
 _CUDA = "a CUDA build: see the library's install guide"
-_NUMPY = Backend(
-    "numpy",
-    "numpy",
-    "numpy",
-    ("numpy",),
-    "pip install numpy",
-    "numpy",
-    takes_numpy=True,
-    matmul=_numpy_matmul,
-    row_sum=_numpy_row_sum,
-    in_place=_always,
-)
-_STRICT = Backend(
-    "array_api_strict",
-    "array_api_strict",
-    "array_api_strict",
-    ("array-api-strict",),
-    "pip install array-api-strict",
-    "array_api_strict",
-    device=_strict_device,
-)
-_TORCH = Backend(
-    "torch",
-    "torch",
-    "torch",
-    ("torch",),
-    "pip install torch",
-    "torch",
-    device=_torch_device,
-    host=_torch_host,
-    bfloat16_from_bits=_torch_bfloat16_from_bits,
-    matmul=_torch_matmul,
-    matmul_add=_torch_matmul_add,
-    row_sum=_torch_row_sum,
-    in_place=_torch_in_place,
-)
-_JAX = Backend(
-    "jax",
-    "jax",
-    "jax.numpy",
-    ("jax", "jaxlib"),
-    "pip install jax",
-    "jax",
-    device=_jax_device,
-    wait=_jax_wait,
-    lazy=True,
-    takes_numpy=True,
-    jax_x64_hint=True,
-    in_place=_never,
-    bfloat16_from_bits=_jax_bfloat16_from_bits,
-)
-# A variant row is its library's row with what differs: a device, or a test variant.
 BACKENDS: tuple[Backend, ...] = (
     _NUMPY,
     replace(_NUMPY, name="numpy:readonly", testing_only=True),
@@ -562,68 +789,27 @@ BACKENDS: tuple[Backend, ...] = (
     ),
     _JAX,
     replace(_JAX, name="jax:gpu", install="pip install 'jax[cuda12]'", nox_session="jax-gpu", gpu=True),
-    Backend(
-        "dask",
-        "dask",
-        "dask.array",
-        ("dask", "distributed"),
-        "pip install 'dask[array]'",
-        "dask",
-        wait=_dask_wait,
-        host=_dask_host,
-        lazy=True,
-        takes_numpy=True,
-    ),
-    Backend(
-        "cupy",
-        "cupy",
-        "cupy",
-        ("cupy-cuda13x", "cupy-cuda12x", "cupy-cuda11x", "cupy"),
-        "pip install 'xaffine[cuda12]' (or cuda13)",
-        "cupy",
-        device=_cupy_device,
-        wait=_cupy_wait,
-        host=_cupy_host,
-        gpu=True,
-    ),
-    Backend(
-        "ndonnx",
-        "ndonnx",
-        "ndonnx",
-        ("ndonnx", "onnxruntime"),
-        "pip install 'xaffine[onnx]'",
-        "ndonnx",
-        device=_info_device,
-        host=_ndonnx_host,
-        matmul=_ndonnx_matmul,
-    ),
-    Backend(
-        "sparse",
-        "sparse",
-        "sparse",
-        ("sparse",),
-        "pip install 'xaffine[sparse]'",
-        "sparse",
-        host=_sparse_host,
-        takes_numpy=True,
-        adopts_numpy=False,
-        adapt=_SparseNamespace,
-        add=_sparse_add,
-        check=_sparse_check,
-        no_float16=_SPARSE_NO_FLOAT16,
-    ),
+    _DASK,
+    _CUPY,
+    _NDONNX,
+    _SPARSE,
+    _MLX,
 )
 _BY_NAME = {b.name: b for b in BACKENDS}
+# find_backend's other spellings: each row's nox session, and its name as pip writes it.
+_SPELLINGS = {s: b for b in BACKENDS for s in (b.nox_session, b.name.replace("_", "-"))} | _BY_NAME
 _NUMPY_ARRAYS = (np.ndarray, np.generic)  # a tuple, not a union: torch.compile cannot trace ``type | type``
 # The first row of each library stands for it (its default device).
 _BY_LIBRARY: dict[str, Backend] = {}
 for _row in BACKENDS:
     _BY_LIBRARY.setdefault(_row.library, _row)
 _BY_MODULE = {b.module: b for b in reversed(BACKENDS)}
+_LIBRARY_OF_PACKAGE = {p: b.library for b in _BY_LIBRARY.values() for p in b.packages}
 
 
 def find_backend(name: object) -> Backend:
-    """The backend called `name`.
+    """The backend called `name` (also its nox session's spelling, ``"torch-cuda"``, and
+    pip's, ``"array-api-strict"``; any case).
 
     Raises
     ------
@@ -633,10 +819,8 @@ def find_backend(name: object) -> Backend:
     if not isinstance(name, str):
         msg = f"a backend name must be a string such as 'numpy' or 'torch:cuda'; got {type(name).__name__}"
         raise TypeError(msg)
-    # Also accept the nox session spelling: "array-api-strict", "torch-cuda".
-    key = name.strip().lower().replace("array-api-strict", "array_api_strict").replace("-", ":")
     try:
-        return _BY_NAME[key]
+        return _SPELLINGS[name.strip().lower()]
     except KeyError:
         known = ", ".join(_BY_NAME)
         msg = f"unknown backend {name!r}; known backends: {known}"
@@ -656,7 +840,7 @@ def library_of(obj: object) -> str:
         row = _BY_MODULE.get(name)
         return row.library if row is not None else name.partition(".")[0]
     top = type(obj).__module__.partition(".")[0]
-    return {"jaxlib": "jax"}.get(top, top)
+    return _LIBRARY_OF_PACKAGE.get(top, top)
 
 
 def tracing() -> bool:
@@ -680,45 +864,42 @@ def library_row(library: str) -> Backend | None:
     return _BY_LIBRARY.get(library)
 
 
+def device_of(a: Array) -> Device:
+    """The device array `a` is on, for every library (MLX's arrays carry none: its default)."""
+    row = backend_of(a)
+    return (row.device_of if row is not None else _standard_device)(a)
+
+
 _NAMESPACES: dict[str, Namespace] = {}
 
 
 def namespace(module: str) -> Namespace:
-    """The Array API namespace of the array module called `module` (array-api-compat's where it wraps one)."""
+    """The Array API namespace of the array module called `module` (its row's `array_api`)."""
     traced = tracing()  # torch.compile would guard the compiled code on the memo's contents
     if not traced:
         found = _NAMESPACES.get(module)
         if found is not None:
             return found
     raw = _import(module)
-    if module == "cupy":
-        xp = array_api_compat.array_namespace(raw.empty(0))
-    elif module in ("numpy", "torch", "dask.array"):
-        # Array API namespace of these libraries: array-api-compat's wrapper, found without allocating.
-        xp = _compat(module)
-    else:
-        xp = raw
     row = _BY_MODULE.get(module)
-    if row is not None:
-        xp = row.adapt(xp)
+    xp = row.array_api(raw) if row is not None else raw
     if not traced:
         _NAMESPACES[module] = xp
     return xp
 
 
-def _compat(module: str) -> Namespace:
-    # Import statements, not importlib: torch.compile's tracer runs these on a first call.
-    if module == "torch":
-        import array_api_compat.torch
-
-        return array_api_compat.torch
-    if module == "numpy":
-        import array_api_compat.numpy
-
-        return array_api_compat.numpy
-    import array_api_compat.dask.array
-
-    return array_api_compat.dask.array
+def _generic_row(xp: Namespace) -> Backend:
+    """A row for a conforming namespace that the table does not know (marray's, say): every
+    field at the standard's default."""
+    library = library_of(xp)
+    return Backend(
+        name=library,
+        module=xp.__name__,
+        distributions=(),
+        install="",
+        nox_session="",
+        title=library,
+    )
 
 
 def resolve(xp: object) -> tuple[Backend, Namespace]:
@@ -740,7 +921,7 @@ def resolve(xp: object) -> tuple[Backend, Namespace]:
     found = backend_of(xp) if isinstance(xp, type(os)) else None
     if found is None:
         if isinstance(xp, type(os)) and hasattr(xp, "asarray") and hasattr(xp, "matmul"):
-            return Backend(library_of(xp), library_of(xp), xp.__name__, (), "", ""), xp
+            return _generic_row(xp), xp
         known = ", ".join(sorted({b.module for b in BACKENDS}))
         msg = f"`xp` must be an array namespace ({known}, or array-api-compat's) or a backend name; got {xp!r}"
         raise TypeError(msg)

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 
 import array_api_compat
 
+from ._backends import device_of
 from ._typing import Array, Namespace
 from ._validate import GRAD_NAMES, Prepared, adopt, check_grad, check_tangents, check_wrt, prepare
 
@@ -40,7 +41,7 @@ def _rows(a: Array, xp: Namespace) -> Array:
         return a[None, :]
     count = math.prod(a.shape[:-1])
     if count == 0:  # no rows: nothing to keep, and Dask cannot reshape an empty array chunked along its batch
-        return xp.zeros((0, a.shape[-1]), dtype=a.dtype, device=array_api_compat.device(a))
+        return xp.zeros((0, a.shape[-1]), dtype=a.dtype, device=device_of(a))
     return xp.reshape(a, (count, a.shape[-1]))
 
 

@@ -12,11 +12,13 @@ from . import _initializers
 from ._backends import (
     FLOAT_DTYPES,
     Backend,
+    backend_of,
     default_backend,
     device_name,
     dtype_name,
     find_backend,
     library_of,
+    library_row,
     resolve,
     tracing,
     transfer,
@@ -83,27 +85,23 @@ def _dtype(namespace: Namespace, dtype: Any, library: str) -> Any:
     if not hasattr(namespace, name):
         others = {"bfloat16": " (torch and jax have it)"}.get(name, "")
         msg = (
-            f"`dtype` is {name}, but {_LIBRARY_NAMES.get(library, library)} has no {name}: use a backend that "
+            f"`dtype` is {name}, but {_title(library)} has no {name}: use a backend that "
             f"has it{others}, or ask for another dtype (dtype='float32' holds float16 and bfloat16 exactly)"
         )
         raise TypeError(msg)
     return getattr(namespace, name)
 
 
-# How messages write library names that are not spelled as their module.
-_LIBRARY_NAMES = {"numpy": "NumPy", "torch": "PyTorch", "jax": "JAX", "sparse": "pydata/sparse", "cupy": "CuPy"}
+def _title(library: str) -> str:
+    row = library_row(library)
+    return row.title if row is not None else library
 
 
 def _check_kept(params: dict[str, Array], dtype: Any, row: Backend | None) -> None:
     """Refuse a backend that silently made other dtypes than asked for (JAX without x64)."""
     for name, value in params.items():
         if value.dtype != dtype:
-            hint = (
-                ": JAX keeps 64-bit types only with x64 enabled "
-                "(jax.config.update('jax_enable_x64', True), or JAX_ENABLE_X64=1 before importing jax)"
-                if row is not None and row.jax_x64_hint
-                else ""
-            )
+            hint = f": {row.float64_hint}" if row is not None and row.float64_hint else ""
             made = dtype_name(value.dtype)
             msg = f"`dtype` {dtype_name(dtype)} was asked for but the backend made `{name}` {made}{hint}"
             raise TypeError(msg)
@@ -180,7 +178,8 @@ class Affine:
         self._params = params
         self._frozen: frozenset[str] = frozenset()
         self._last: _Forward | None = None
-        self._traceable = library_of(xp) == "torch"
+        row = backend_of(xp)
+        self._traceable = row is not None and row.compiler == "torch.compile"
         self.input_grad = True
         self.zero_grad()
 

@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from ._backends import Backend, backend_of, library_of, library_row, namespace, resolve, tracing
+from ._backends import Backend, backend_of, device_of, library_of, library_row, namespace, resolve, tracing
 from ._typing import Array, Device, Namespace
 
 __all__ = [
@@ -182,8 +182,8 @@ def _itemsize(a: Array) -> int:
 
 
 def _single_device(row: Backend | None, xp: Namespace) -> bool:
-    if row is not None and row.library == "torch":
-        return False  # always several (cpu, meta, ...), and listing them allocates on each
+    if row is not None and row.single_device is not None:
+        return row.single_device
     try:
         return len(xp.__array_namespace_info__().devices()) == 1
     except Exception:  # a namespace without the inspection API: compare devices
@@ -390,13 +390,11 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
 
 
 def _device(a: Array) -> Device:
-    # array-api-compat's device() for libraries whose arrays lack the standard attribute.
+    # The table's device_of for libraries whose arrays lack the standard attribute.
     try:
         return getattr(a, "device")  # noqa: B009 (absent on some libraries' arrays)
     except AttributeError:
-        import array_api_compat
-
-        return array_api_compat.device(a)
+        return device_of(a)
 
 
 def _check_number(value: object, name: str, ref_name: str, ref: Array, kind: _Kind) -> None:

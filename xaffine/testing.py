@@ -39,10 +39,10 @@ import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-import array_api_compat
+import array_api_compat.numpy
 import numpy as np
 
-from ._backends import to_numpy
+from ._backends import device_of, to_numpy
 from ._typing import Array, Namespace
 from ._validate import is_number, namespace_of
 
@@ -51,6 +51,7 @@ __all__ = ["check_adjoint", "check_vjp"]
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 _FULL_RERUN_LIMIT = 256
+_HOST: Namespace = array_api_compat.numpy  # where sums go that the backend cannot hold
 # A stream of its own: the probes never repeat data a test drew with the same seed.
 _STREAM = 0x5EED_AFF1
 _REPORTED = 5
@@ -128,11 +129,16 @@ def _random_like(a: Any, rng: np.random.Generator, xp: Namespace, *, wide: bool 
     if is_number(a):
         return complex(host) if complex_ else float(host)
     dtype = _wide_dtype(a, xp) if wide else a.dtype
-    return xp.asarray(host, dtype=dtype, device=array_api_compat.device(a))
+    return xp.asarray(host, dtype=dtype, device=device_of(a))
 
 
 def _wide_dtype(a: Any, xp: Namespace) -> Any:
-    return xp.complex128 if _is_complex(a, xp) else xp.float64
+    name = "complex128" if _is_complex(a, xp) else "float64"
+    wide = getattr(xp, name, None)
+    if wide is None:
+        msg = f"this backend has no {name}, which the checks compute in"
+        raise TypeError(msg)
+    return wide
 
 
 def _widen(a: Any, xp: Namespace) -> Any:
@@ -150,7 +156,12 @@ def _widen(a: Any, xp: Namespace) -> Any:
 
 
 def _is_wide(a: Any, xp: Namespace) -> bool:
-    return a is None or is_number(a) or a.dtype == _wide_dtype(a, xp)
+    if a is None or is_number(a):
+        return True
+    try:
+        return bool(a.dtype == _wide_dtype(a, xp))
+    except TypeError:  # the backend has no wider dtype (MLX's complex64)
+        return False
 
 
 @_quiet
@@ -201,19 +212,29 @@ def _nonfinite_count(values: Sequence[Any], xp: Namespace) -> Any:
 
 
 def _evaluate(scalars: list[Any], xp: Namespace, device: Any) -> np.ndarray[Any, Any]:
-    """Compute a list of 0-d arrays and numbers on the host in one go.
+    """A list of 0-d arrays of the backend and numbers, on the host as complex128; the arrays
+    computed in one go (one graph on a lazy backend).
 
     Complex128 only where a value is complex: some libraries (ndonnx) have no complex dtypes.
     """
-    complex_ = any(isinstance(s, complex) if is_number(s) else _is_complex(s, xp) for s in scalars)
-    wide = xp.complex128 if complex_ else xp.float64
-    arrays = [
-        xp.asarray(s, dtype=wide, device=device) if is_number(s) else xp.astype(xp.reshape(s, ()), wide)
-        for s in scalars
-    ]
-    if not arrays:
-        return np.zeros(0, dtype=complex)
-    return to_numpy(xp.stack(arrays)).astype(complex)
+    out = np.array([complex(s) if is_number(s) else 0j for s in scalars], dtype=complex)
+    where = [k for k, s in enumerate(scalars) if not is_number(s)]
+    if where:
+        complex_ = any(_is_complex(scalars[k], xp) for k in where)
+        # The widest the backend has: ndonnx has no complex dtypes, MLX no complex128.
+        names = ("complex128", "complex64") if complex_ else ("float64", "float32")
+        wide = next(getattr(xp, name) for name in names if hasattr(xp, name))
+        arrays = [xp.astype(xp.reshape(scalars[k], ()), wide) for k in where]
+        out[where] = to_numpy(xp.stack(arrays))
+    return out
+
+
+def _on_host(a: Any) -> Any:
+    """A float64 (complex128) NumPy copy of a backend array; numbers and None as they are."""
+    if a is None or is_number(a):
+        return a
+    host = to_numpy(a)
+    return host.astype(np.complex128 if np.iscomplexobj(host) else np.float64)
 
 
 def _check_structure(
@@ -239,7 +260,7 @@ def _check_structure(
         if g.dtype != a.dtype:
             msg = f"gradient of {_name(i, names)}{where} has dtype {g.dtype}; expected {a.dtype}"
             raise AssertionError(msg)
-        dg, da = array_api_compat.device(g), array_api_compat.device(a)
+        dg, da = device_of(g), device_of(a)
         if dg is not None and da is not None and dg != da:
             msg = f"gradient of {_name(i, names)}{where} is on device {dg}; expected {da}"
             raise AssertionError(msg)
@@ -261,7 +282,7 @@ def _call_wide(function: Callable[..., Any], name: str, *call_args: Any) -> Any:
 
 
 def _device(args: Sequence[Any]) -> Any:
-    return next(array_api_compat.device(a) for a in args if a is not None and not is_number(a))
+    return next(device_of(a) for a in args if a is not None and not is_number(a))
 
 
 def _max_axis(*shapes: tuple[Any, ...]) -> int:
@@ -312,6 +333,14 @@ def _one_hot(args: Sequence[Any], i: int, tangent: Any, xp: Namespace) -> tuple[
         tangent if j == i else None if a is None else 0.0 * a if is_number(a) else xp.zeros_like(a)
         for j, a in enumerate(args)
     )
+
+
+def _narrow_sums(c: Any, t: Any, jt: Any, g: Any, xp: Namespace) -> list[Any]:
+    """``<c, jt>``, ``<g, t>``, their rounding's statistical scale, and how many values are not
+    finite (judged apart: out of the dtype's range, or a wrong backward); the sums take what is."""
+    count = _nonfinite_count((jt, g, t), xp)
+    jt, g, t = (v if is_number(v) else _zero_where_not(xp.isfinite(v), v, xp) for v in (jt, g, t))
+    return [_inner(c, jt, xp), _inner(g, t, xp), _pair_scale(c, jt, xp) + _pair_scale(g, t, xp), count]
 
 
 def check_adjoint(
@@ -423,16 +452,16 @@ def check_adjoint(
 
     scalars: list[Any] = []
     for _, c, t, jt, g, is_narrow in probes:
-        c_, t_, jt_, g_ = (_widen(v, xp) for v in (c, t, jt, g)) if is_narrow else (c, t, jt, g)
-        if is_narrow:
-            # Out of the dtype's range is judged apart (below); the sums take what is finite.
-            count = _nonfinite_count((jt_, g_, t_), xp)
-            jt_, g_, t_ = (v if is_number(v) else _zero_where_not(xp.isfinite(v), v, xp) for v in (jt_, g_, t_))
-            scalars += [_inner(c_, jt_, xp), _inner(g_, t_, xp)]
-            scalars += [_pair_scale(c_, jt_, xp) + _pair_scale(g_, t_, xp), count]
+        if is_narrow and wide_args is None:
+            # No float64 (complex128) on the backend (MLX's complex64): the sums in NumPy's.
+            c_, t_, jt_, g_ = (_on_host(v) for v in (c, t, jt, g))
+            sums = _narrow_sums(c_, t_, jt_, g_, _HOST)
+            scalars += [complex(v) for v in sums]
+        elif is_narrow:
+            scalars += _narrow_sums(_widen(c, xp), _widen(t, xp), _widen(jt, xp), _widen(g, xp), xp)
         else:
-            scalars += [_inner(c_, jt_, xp), _inner(g_, t_, xp)]
-            scalars += [_norm(c_, xp) * _norm(jt_, xp) + _norm(g_, xp) * _norm(t_, xp), 0.0]
+            scalars += [_inner(c, jt, xp), _inner(g, t, xp)]
+            scalars += [_norm(c, xp) * _norm(jt, xp) + _norm(g, xp) * _norm(t, xp), 0.0]
     dtype_max = float(xp.finfo(dtype).max)
     scalars += [_lost_in_range(_widen(nv, xp), wv, dtype_max, xp, device) for _, nv, wv in lost]
     values = _evaluate(scalars, xp, device)
@@ -530,8 +559,8 @@ def _probes(
                     continue
                 host = np.zeros(shape, dtype=complex if len(units) == 2 else float)
                 host[index] = unit
-                one = xp.asarray(host, dtype=_wide_dtype(a, xp), device=array_api_compat.device(a))
-                mask = xp.asarray(np.abs(host), dtype=xp.float64, device=array_api_compat.device(a))
+                one = xp.asarray(host, dtype=_wide_dtype(a, xp), device=device_of(a))
+                mask = xp.asarray(np.abs(host), dtype=xp.float64, device=device_of(a))
                 probes.append(_Probe(i, f"element {index}{part}", one * scale, xp.sum(mask * scale)))
     return probes
 
@@ -671,6 +700,9 @@ def check_vjp(
         after a fast-mode failure on small inputs, the elements that full mode finds wrong.
     ValueError
         For an unknown `mode`.
+    TypeError
+        Where the backend has no float64 (complex128) to take the differences in (MLX has
+        no complex128; JAX without x64 enabled no float64); `check_adjoint` needs none.
 
     Notes
     -----
@@ -705,8 +737,12 @@ def check_vjp(
     _check_structure(narrow_grads, args, argnames, xp)
 
     narrow = not all(_is_wide(a, xp) for a in args)
-    wide_args = [_widen(a, xp) for a in args]
-    wide_ct = _widen(ct, xp)
+    try:
+        wide_args = [_widen(a, xp) for a in args]
+        wide_ct = _widen(ct, xp)
+    except TypeError as exc:
+        msg = f"check_vjp takes its finite differences in float64 (complex128), and {exc}: use check_adjoint"
+        raise TypeError(msg) from exc
     grads = _call_wide(vjp, "vjp", wide_ct, *wide_args) if narrow else narrow_grads
     if narrow:
         _check_structure(grads, wide_args, argnames, xp, _ON_WIDE)

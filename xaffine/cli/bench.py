@@ -163,7 +163,7 @@ def _variants(
         return x2 @ w.T, g2 @ w, g2.T @ x2
 
     hand = _hand_written(row, xp, lead, k, n, "complex" in host["x"].dtype.name)
-    if row.library == "jax":
+    if row.compiler == "jax.jit":
         # JAX code runs under jax.jit; eager JAX would time a dispatch per operation.
         import jax
 
@@ -194,7 +194,7 @@ def _compiled_variants(
     (CUDA graphs) on a GPU. JAX: both already run under ``jax.jit``; compared here are their
     jaxprs.
     """
-    if row.library == "jax":
+    if row.compiler == "jax.jit":
         import jax
 
         ours, theirs = (_primitives(jax.make_jaxpr(f)(*args).jaxpr) for f in (layer, hand))
@@ -319,7 +319,7 @@ def bench(
                     progress(f"{row.name} {dtype} {shape_name}")
                 host = host_inputs(lead, k, n, dtype, seed)
                 variants, graphs = _variants(
-                    row, xp, device, host, lead, with_torch, jax, compiled and row.library in ("torch", "jax")
+                    row, xp, device, host, lead, with_torch, jax, compiled and bool(row.compiler)
                 )
                 result = BenchResult(
                     row.name, device_name(device), dtype, shape_name, [*lead, k, n], 6 * math.prod(lead) * k * n
