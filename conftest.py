@@ -1,5 +1,10 @@
 """The per-backend fixture: every test that takes `xp` runs on each selected backend.
 
+A test that cannot run on some backends says so with a marker, never an inline branch:
+``@pytest.mark.skip_backend("dask", "ndonnx", reason="...")`` (names of backends, or of
+libraries for all their rows; the reason is required); on a parametrized case,
+``pytest.param(..., marks=pytest.mark.skip_backend(...))``.
+
 Selection: ``--backends`` (overrides) or the ``XAFFINE_BACKENDS`` environment variable,
 a comma list of names from ``xaffine._backends.BACKENDS``. Unset (or ``auto``): every
 backend, those that cannot run here skipped with the reason. A list, or ``all``: those
@@ -41,6 +46,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "skip_backend(*names, reason): skip on these backends (a name such as 'torch:cuda', or a library "
+        "for all its rows), saying why",
+    )
     raw = config.getoption("--backends") or os.environ.get(ENV, "")
     raw = raw.strip()
     explicit = raw not in ("", "auto")
@@ -66,6 +76,30 @@ def pytest_report_header(config: pytest.Config) -> str:
     loaded = config.stash[_LOADED]
     usable = [n for n, v in loaded.items() if not isinstance(v, Exception)]
     return f"xaffine backends: {', '.join(usable)}"
+
+
+_KNOWN = {b.name for b in BACKENDS} | {b.library for b in BACKENDS}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every skip_backend marker names known backends and gives its reason."""
+    for item in items:
+        for marker in item.iter_markers("skip_backend"):
+            unknown = set(marker.args) - _KNOWN
+            reason = marker.kwargs.get("reason", "")
+            if not marker.args or unknown or not isinstance(reason, str) or not reason.strip():
+                msg = (
+                    f"{item.nodeid}: skip_backend needs backend names ({sorted(_KNOWN)}) and a reason; "
+                    f"got {marker.args!r}, reason={reason!r}"
+                )
+                raise pytest.UsageError(msg)
+
+
+def _skipped_here(request: pytest.FixtureRequest, row: Backend) -> str | None:
+    for marker in request.node.iter_markers("skip_backend"):
+        if row.name in marker.args or row.library in marker.args:
+            return str(marker.kwargs["reason"])
+    return None
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -122,6 +156,9 @@ def backend(request: pytest.FixtureRequest) -> Iterator[BackendCase]:
     loaded = request.config.stash[_LOADED][name]
     if isinstance(loaded, Exception):
         pytest.skip(f"{name}: {loaded.kind}: {loaded.reason}")
+    why = _skipped_here(request, find_backend(name))
+    if why is not None:
+        pytest.skip(f"not on {name}: {why}")
     _, xp, device, _ = loaded
     with patch_lazy_xp_functions(request, xp=xp):
         yield BackendCase(find_backend(name), xp, device)

@@ -20,6 +20,7 @@ __all__ = [
     "DTYPES",
     "ROOT",
     "Inputs",
+    "assert_close",
     "assert_matches",
     "host_random",
     "inputs",
@@ -63,6 +64,15 @@ def tolerances(dtype: str, k: int, reference: np.ndarray) -> tuple[float, float]
     return 4.0 * math.sqrt(eps), 8.0 * eps * math.sqrt(max(k, 1)) * max(scale, 1.0)
 
 
+def assert_close(actual: np.ndarray, reference: np.ndarray, dtype: str, k: int) -> None:
+    """Host array `actual` has `dtype`, the reference's shape, and its values within `tolerances`."""
+    actual = np.asarray(actual)
+    assert actual.dtype == np.dtype(dtype), f"dtype {actual.dtype}; expected {dtype}"
+    assert actual.shape == np.shape(reference), f"shape {actual.shape}; expected {np.shape(reference)}"
+    rtol, atol = tolerances(dtype, k, np.asarray(reference))
+    np.testing.assert_allclose(actual, reference, rtol=rtol, atol=atol)
+
+
 def assert_matches(actual: Any, reference: np.ndarray, backend: Any, dtype: str, k: int) -> None:
     """`actual` equals the float64 `reference` in namespace, dtype, shape, device and value.
 
@@ -75,8 +85,8 @@ def assert_matches(actual: Any, reference: np.ndarray, backend: Any, dtype: str,
     assert actual.dtype == desired.dtype, f"dtype {actual.dtype}; expected {desired.dtype}"
     assert tuple(actual.shape) == tuple(desired.shape), f"shape {actual.shape}; expected {desired.shape}"
     assert device(actual) == device(desired), f"device {device(actual)}; expected {device(desired)}"
-    rtol, atol = tolerances(dtype, k, np.asarray(reference))
-    np.testing.assert_allclose(to_numpy(actual), to_numpy(desired), rtol=rtol, atol=atol)
+    host = to_numpy(actual)
+    assert_close(host, np.asarray(reference).astype(host.dtype), str(host.dtype), k)
 
 
 ROOT = Path(__file__).parents[1]

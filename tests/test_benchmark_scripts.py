@@ -74,3 +74,16 @@ def test_check_power_tables_every_wrong_backward_and_counts_false_alarms():
     assert len(rows) >= 20, out
     # each row has a cell per dtype of NumPy's, each cell three marks where the slip applies
     assert all(len(re.findall(r"[✓✗]", row)) >= 3 for row in rows), out
+
+
+def test_fast_paths_times_every_fast_path_of_the_installed_libraries():
+    out = _run("fast_paths.py", "--rounds", "1", "--min-time", "0.001", "--markdown", "--libraries", "numpy,torch")
+    rows = re.findall(r"^\| (numpy|torch) \| (\w+): .* \| [\d.e+]+ \| [\d.e+]+ \| \d+\.\d\d \|$", out, re.M)
+    expected = [("numpy", "matmul")] * 3 + [("numpy", "row_sum")] * 2
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        expected += [("torch", "matmul"), ("torch", "matmul_add"), ("torch", "row_sum")]
+    assert rows == expected, out

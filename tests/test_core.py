@@ -1,4 +1,4 @@
-"""The functional core on every backend, every shape of MATH.md and every dtype."""
+"""The functional core on every backend, every shape of docs/math.md (both forms of the layer) and every dtype."""
 
 from __future__ import annotations
 
@@ -29,8 +29,8 @@ def vjp_apply(x, weight, bias, grad, wrt=("x", "weight", "bias")):
 for _func in (affine, affine_backward, affine_jvp, vjp_apply):
     lazy_xp_function(_func)
 
-# (x shape, out_features): definition 2, including 1-D inputs and zero sizes.
-SHAPES_2 = [
+# (x shape, out_features): the several-outputs form (a 2-D weight), including 1-D inputs and zero sizes.
+SHAPES_SEVERAL = [
     ((5,), 4),
     ((7, 5), 4),
     ((0, 5), 4),
@@ -39,12 +39,12 @@ SHAPES_2 = [
     ((3, 1), 1),
     ((4, 0), 3),
 ]
-# x shapes for definition 1 (a 1-D weight).
-SHAPES_1 = [(5,), (7, 5), (2, 3, 5), (0, 5)]
+# x shapes for the one-output form (a 1-D weight).
+SHAPES_ONE = [(5,), (7, 5), (2, 3, 5), (0, 5)]
 
 
-CASES = [(s, n, "array") for s, n in SHAPES_2] + [(s, n, "none") for s, n in SHAPES_2[:3]]
-CASES += [(s, None, kind) for s in SHAPES_1 for kind in ("array", "number", "none")]
+CASES = [(s, n, "array") for s, n in SHAPES_SEVERAL] + [(s, n, "none") for s, n in SHAPES_SEVERAL[:3]]
+CASES += [(s, None, kind) for s in SHAPES_ONE for kind in ("array", "number", "none")]
 CASE_IDS = [f"{'x'.join(map(str, s))}-{'w1d' if n is None else n}-{kind}" for s, n, kind in CASES]
 
 

@@ -24,3 +24,25 @@ def test_dask_refuses_computes_and_jax_refuses_host_pulls(xp, backend):
         return
     with pytest.raises(Exception, match=r"(?i)compute|concret|tracer|abstract"):
         materialise(a)
+
+
+@pytest.mark.skip_backend("numpy", "sparse", reason="the marker's own test: it must skip these two")
+def test_skip_backend_skips_the_backends_it_names(backend):
+    assert backend.row.library not in ("numpy", "sparse")
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {"reason": "why"}), (("numpy",), {}), (("numpy",), {"reason": " "}), (("nope",), {"reason": "why"})],
+)
+def test_skip_backend_needs_known_names_and_a_reason(args, kwargs):
+    import conftest
+
+    class Item:
+        nodeid = "tests/x.py::test_x"
+
+        def iter_markers(self, name):
+            return iter([pytest.mark.skip_backend(*args, **kwargs).mark])
+
+    with pytest.raises(pytest.UsageError, match="skip_backend needs backend names"):
+        conftest.pytest_collection_modifyitems(None, [Item()])

@@ -16,7 +16,7 @@ import xaffine  # noqa: E402
 from xaffine.cli import export as export_command  # noqa: E402
 from xaffine.onnx import OPSET, backward_path, export  # noqa: E402
 
-from .helpers import host_random, reference_backward, reference_forward, tolerances  # noqa: E402
+from .helpers import assert_close, host_random, reference_backward, reference_forward  # noqa: E402
 
 # (batch argument, a concrete shape of those leading axes)
 BATCHES = [("N", (5,)), ("N", (0,)), (("B", "T"), (2, 3)), ((), ()), ((2, "T"), (2, 4)), ((3,), (3,))]
@@ -34,13 +34,6 @@ def _params(dtype: str, one_output: bool = False) -> dict[str, np.ndarray]:
     return {"weight": host_random((4, 3), dtype, 1), "bias": host_random((4,), dtype, 2)}
 
 
-def _close(actual: np.ndarray, reference: np.ndarray, dtype: str, k: int) -> None:
-    assert actual.dtype == np.dtype(dtype)
-    assert actual.shape == reference.shape
-    rtol, atol = tolerances(dtype, k, reference)
-    np.testing.assert_allclose(actual, reference, rtol=rtol, atol=atol)
-
-
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize(("batch", "lead"), BATCHES)
 @pytest.mark.parametrize("one_output", [False, True], ids=["2d-weight", "1d-weight"])
@@ -52,11 +45,11 @@ def test_models_match_numpy(tmp_path, dtype, batch, lead, one_output):
     out_shape = (*lead, *params["weight"].shape[:-1])
     grad = host_random(out_shape, dtype, 4)
     (out,) = _session(written[0]).run(["out"], {"x": x})
-    _close(out, reference_forward(x, params["weight"], params["bias"]), dtype, 3)
+    assert_close(out, reference_forward(x, params["weight"], params["bias"]), dtype, 3)
     got = _session(written[1]).run(["grad_x", "grad_weight", "grad_bias"], {"grad": grad, "x": x})
     want = reference_backward(grad, x, params["weight"], params["bias"])
     for actual, reference in zip(got, want, strict=True):
-        _close(actual, reference, dtype, max(x.size // 3, 4))
+        assert_close(actual, reference, dtype, max(x.size // 3, 4))
 
 
 @pytest.mark.parametrize("backward", [False, True])
@@ -83,10 +76,10 @@ def test_training_models_take_updated_parameters(tmp_path):
     written = export(params, tmp_path / "m.onnx", backward=True)
     x, w, b = host_random((6, 3), "float64", 5), host_random((4, 3), "float64", 6), host_random((4,), "float64", 7)
     (out,) = _session(written[0]).run(None, {"x": x, "weight": w, "bias": b})
-    _close(out, reference_forward(x, w, b), "float64", 3)
+    assert_close(out, reference_forward(x, w, b), "float64", 3)
     grad = host_random((6, 4), "float64", 8)
     (dx, _, _) = _session(written[1]).run(None, {"grad": grad, "x": x, "weight": w})
-    _close(dx, reference_backward(grad, x, w, b)[0], "float64", 4)
+    assert_close(dx, reference_backward(grad, x, w, b)[0], "float64", 4)
 
 
 def test_layer_of_another_backend_exports(tmp_path):
@@ -96,7 +89,7 @@ def test_layer_of_another_backend_exports(tmp_path):
     x = host_random((4, 3), "float64", 1)
     (out,) = _session(path).run(None, {"x": x})
     host = layer.to("numpy")
-    _close(out, reference_forward(x, np.asarray(host.weight), np.asarray(host.bias)), "float64", 3)
+    assert_close(out, reference_forward(x, np.asarray(host.weight), np.asarray(host.bias)), "float64", 3)
 
 
 def test_export_replaces_atomically(tmp_path):
@@ -171,10 +164,10 @@ def test_zero_features_with_several_symbolic_axes(tmp_path, w_shape, batch, lead
     x = host_random((*lead, w_shape[1]), "float64", 3)
     grad = host_random((*lead, w_shape[0]), "float64", 4)
     (out,) = _session(forward).run(["out"], {"x": x})
-    _close(out, reference_forward(x, params["weight"], params["bias"]), "float64", 3)
+    assert_close(out, reference_forward(x, params["weight"], params["bias"]), "float64", 3)
     got = _session(backward).run(["grad_x", "grad_weight", "grad_bias"], {"grad": grad, "x": x})
     for actual, reference in zip(got, reference_backward(grad, x, params["weight"], params["bias"]), strict=True):
-        _close(actual, reference, "float64", 4)
+        assert_close(actual, reference, "float64", 4)
 
 
 @pytest.mark.parametrize("batch", [(2, 0), 0, ("N", 0)])
@@ -206,7 +199,7 @@ def test_largest_batch_size_and_numpy_integers_are_taken(tmp_path):
     (path,) = export(_params("float32"), tmp_path / "b.onnx", batch=(np.int64(3),))
     x = host_random((3, 3), "float32", 5)
     (out,) = _session(path).run(None, {"x": x})
-    _close(out, reference_forward(x, _params("float32")["weight"], _params("float32")["bias"]), "float32", 3)
+    assert_close(out, reference_forward(x, _params("float32")["weight"], _params("float32")["bias"]), "float32", 3)
 
 
 def test_one_output_weight_with_a_python_number_bias(tmp_path):

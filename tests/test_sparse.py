@@ -12,7 +12,7 @@ sparse = pytest.importorskip("sparse", reason="sparse inputs are pydata/sparse a
 
 from xaffine import affine, affine_backward, affine_jvp  # noqa: E402
 
-from .helpers import host_random, reference_backward, reference_forward, tolerances  # noqa: E402
+from .helpers import assert_close, host_random, reference_backward, reference_forward  # noqa: E402
 
 FORMATS = {"COO": sparse.COO.from_numpy, "GCXS": sparse.GCXS.from_numpy}
 
@@ -21,11 +21,6 @@ def _sparse_host(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:
     data = host_random(shape, dtype, seed)
     keep = np.random.default_rng(seed + 100).random(shape) < 0.3
     return np.where(keep, data, 0).astype(dtype)
-
-
-def _close(actual, reference, dtype, k):
-    rtol, atol = tolerances(dtype, k, reference)
-    np.testing.assert_allclose(actual, reference, rtol=rtol, atol=atol)
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -39,17 +34,17 @@ def test_sparse_x_dense_parameters(fmt, dtype, x_shape, w_shape):
     out = affine(x, w, b)
     assert type(out) is np.ndarray
     assert out.dtype == np.dtype(dtype)
-    _close(out, reference_forward(host, w, b), dtype, 5)
+    assert_close(out, reference_forward(host, w, b), dtype, 5)
     grad = host_random(out.shape, dtype, 3)
     grads = affine_backward(grad, x, w, b)
     want = reference_backward(grad, host, w, b)
     for got, reference in zip(grads, want, strict=True):
         assert type(got) is np.ndarray  # dX, dW and db are dense
         assert got.dtype == np.dtype(dtype)
-        _close(got, reference, dtype, max(out.size, 4))
+        assert_close(got, reference, dtype, max(out.size, 4))
     _, tangent = affine_jvp(x, w, b, (x, None, None))
     assert type(tangent) is np.ndarray
-    _close(tangent, reference_forward(host, w, 0), dtype, 5)
+    assert_close(tangent, reference_forward(host, w, 0), dtype, 5)
 
 
 def test_one_sample_gives_a_sparse_weight_gradient():
@@ -58,7 +53,7 @@ def test_one_sample_gives_a_sparse_weight_gradient():
     w, b = host_random((4, 5), "float64", 1), host_random((4,), "float64", 2)
     grads = affine_backward(np.ones(4), sparse.COO.from_numpy(host), w, b)
     assert isinstance(grads.weight, sparse.COO)
-    _close(grads.weight.todense(), reference_backward(np.ones(4), host, w, b)[1], "float64", 1)
+    assert_close(grads.weight.todense(), reference_backward(np.ones(4), host, w, b)[1], "float64", 1)
     assert type(grads.x) is np.ndarray
 
 
@@ -121,11 +116,11 @@ def test_sparse_product_plus_dense_bias_is_sparse_with_zero_fill(fmt):
     out = affine(x, w, b)
     assert type(out) is type(x)
     assert out.fill_value == 0
-    _close(out.todense(), reference_forward(host, w_host, b), "float64", 5)
+    assert_close(out.todense(), reference_forward(host, w_host, b), "float64", 5)
     np.testing.assert_allclose((out @ np.ones(4)), reference_forward(host, w_host, b).sum(axis=1))
     _, tangent = affine_jvp(x, w, b, (x, None, b))
     assert tangent.fill_value == 0
-    _close(tangent.todense(), reference_forward(host, w_host, b), "float64", 5)
+    assert_close(tangent.todense(), reference_forward(host, w_host, b), "float64", 5)
 
 
 @pytest.mark.parametrize("fmt", list(FORMATS))
@@ -137,7 +132,7 @@ def test_sparse_product_plus_a_number_is_sparse_with_zero_fill(fmt, zero_d):
     out = affine(x, w, sparse.asarray(np.float64(0.5)) if zero_d else 0.5)
     assert type(out) is type(x)
     assert out.fill_value == 0
-    _close(out.todense(), reference_forward(host, w_host[0], 0.5), "float64", 5)
+    assert_close(out.todense(), reference_forward(host, w_host[0], 0.5), "float64", 5)
 
 
 @pytest.mark.parametrize("sparse_name", ["x", "weight"])

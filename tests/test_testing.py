@@ -39,7 +39,20 @@ def _bank_args(backend, dtype, x_shape, n):
     return tuple(_moved(backend, a, dtype) for a in parts), host_random(x_shape, host, 9)
 
 
-@pytest.mark.parametrize("shape", list(BANK_SHAPES))
+@pytest.mark.parametrize(
+    "shape",
+    [
+        "suite",
+        "square",
+        pytest.param(
+            "64x512->512",
+            marks=pytest.mark.skip_backend(
+                *COSTLY_PER_OPERATION,
+                reason="the large shape runs on the eager dense libraries; the two small ones run here",
+            ),
+        ),
+    ],
+)
 @pytest.mark.parametrize("dtype", ["float64", "float32", "float16", "bfloat16", "complex128", "complex64"])
 @pytest.mark.parametrize("mutant", BANK, ids=[m.name for m in BANK])
 def test_bank_of_wrong_backwards(backend, mutant, dtype, shape):
@@ -48,8 +61,6 @@ def test_bank_of_wrong_backwards(backend, mutant, dtype, shape):
     if not applies(mutant, dtype, x_shape, n):
         pytest.skip(f"not a wrong value at x {x_shape} -> {n} in {dtype} (see tests/mutants.py)")
     backend.dtype(dtype)
-    if shape == "64x512->512" and backend.row.library in COSTLY_PER_OPERATION:
-        pytest.skip("the large shape runs on the eager dense libraries; the two small ones run here")
     args, stale = _bank_args(backend, dtype, x_shape, n)
     vjp = mutant.make(stale)
     checks = {"adjoint": lambda: check_adjoint(jvp, vjp, args, argnames=NAMES)}
@@ -109,26 +120,25 @@ def test_large_output_offset_does_not_hide_a_1_percent_error_fast(backend, seed)
         check_vjp(affine, weight_grad_scaled_by(1.01), args, seed=seed, argnames=NAMES)
 
 
-def _full_mode_on(backend):
-    if backend.row.library == "dask":
-        pytest.skip(
-            "full mode computes one Dask graph per probed element (136 elements, 4 evaluations each here); "
-            "Dask runs the same offset cases in fast mode, the eager backends in full mode"
-        )
+NO_FULL_MODE_ON_DASK = pytest.mark.skip_backend(
+    "dask",
+    reason="full mode computes one Dask graph per probed element (136 elements, 4 evaluations each here); "
+    "Dask runs the same offset cases in fast mode, the eager backends in full mode",
+)
 
 
+@NO_FULL_MODE_ON_DASK
 @pytest.mark.parametrize("factor", [1.001, 1.01])
 def test_large_output_offset_does_not_hide_small_errors_full(backend, factor):
-    _full_mode_on(backend)
     args = _offset_args(backend, (8, 8, 8), 0)
     with pytest.raises(AssertionError, match=r"`weight`, element"):
         check_vjp(affine, weight_grad_scaled_by(factor), args, mode="full", argnames=NAMES)
 
 
-@pytest.mark.parametrize(("shape", "mode"), [((32, 32, 32), "fast"), ((8, 8, 8), "full")])
+@pytest.mark.parametrize(
+    ("shape", "mode"), [((32, 32, 32), "fast"), pytest.param((8, 8, 8), "full", marks=NO_FULL_MODE_ON_DASK)]
+)
 def test_large_output_offset_right_backward_passes(backend, shape, mode):
-    if mode == "full":
-        _full_mode_on(backend)
     for seed in range(3):
         check_vjp(affine, right_vjp, _offset_args(backend, shape, seed), mode=mode, seed=seed, argnames=NAMES)
 
@@ -295,11 +305,21 @@ def _tanh_args(backend, dtype, big=None):
 
 
 @pytest.mark.parametrize("big", [1e4, 1e5, 1e8])
-@pytest.mark.parametrize("mode", ["fast", "full"])
+@pytest.mark.parametrize(
+    "mode",
+    [
+        "fast",
+        pytest.param(
+            "full",
+            marks=pytest.mark.skip_backend(
+                *COSTLY_PER_OPERATION,
+                reason="full mode evaluates once per probed element (160 here): these libraries run the fast mode",
+            ),
+        ),
+    ],
+)
 def test_one_large_element_raises_no_false_alarm(backend, big, mode):
     """The docs' tanh layer with one large input: steps in proportion to each element's own size."""
-    if mode == "full" and backend.row.library in COSTLY_PER_OPERATION:
-        pytest.skip("full mode evaluates once per probed element (160 here): these libraries run the fast mode")
     check_vjp(tanh_layer, tanh_vjp, _tanh_args(backend, "float64", big), mode=mode)
 
 

@@ -246,6 +246,8 @@ class _Adapter(ModuleType):
 
 
 # -- NumPy ------------------------------------------------------------------------------
+# What each fast path saves is measured by benchmarks/fast_paths.py (docs/benchmarks.md,
+# "Why each fast path exists"), not written here.
 
 
 def _numpy_array_api(module: Any) -> Namespace:
@@ -257,12 +259,12 @@ def _numpy_array_api(module: Any) -> Namespace:
 
 def _numpy_matmul(a: Any, b: Any) -> Any:
     if a.dtype.char == "e":  # float16 (by its code: an unpickled array has a dtype of its own)
-        # NumPy has no BLAS product for float16, only a loop that accumulates in float32:
-        # 100-110x float32's time at 32x128 by 128x128. The float32 BLAS product also
-        # accumulates in float32 and is rounded to float16 once.
+        # NumPy has no BLAS product for float16, only a loop that accumulates in float32,
+        # many times slower. The float32 BLAS product also accumulates in float32 and is
+        # rounded to float16 once.
         return _numpy_matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
-    # np.dot skips matmul's ufunc dispatch, which dominates small products (1x64 by 64x64:
-    # 0.41x the time of `@`); from about 2**22 multiply-adds it measured 1-2.5% slower.
+    # np.dot skips matmul's ufunc dispatch, which dominates small products; from about 2**22
+    # multiply-adds on it was measured slightly slower than `@`, which takes over there.
     if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 22:
         return np.dot(a, b)
     return a @ b
@@ -270,8 +272,7 @@ def _numpy_matmul(a: Any, b: Any) -> Any:
 
 # NumPy sums a C-ordered matrix over axis 0 row by row, a running sum per column: slow, and in
 # float32 it stalls (2**25 rows of ones sum to 2**24). The product of a row of ones with the
-# matrix reads it through BLAS's matrix-vector kernel, with several partial sums: faster
-# (timeit, one thread: 0.8 against 2.4 us at 1x64, 375 against 563 us at 4096x768 float32)
+# matrix reads it through BLAS's matrix-vector kernel, with several partial sums: faster,
 # and no less accurate (2**25 ones sum to 2**25). A single column, or another layout, is
 # summed pairwise by NumPy and kept so. Real dtypes only: a complex infinity times (1+0j) has
 # a NaN part (0 * inf). 16-bit sums keep the reduction, which accumulates in `dtype` (float32).
@@ -280,7 +281,7 @@ _NUMPY_ONES: dict[tuple[int, np.dtype[Any]], np.ndarray[Any, Any]] = {}
 
 def _numpy_ones(rows: int, dtype: np.dtype[Any]) -> np.ndarray[Any, Any]:
     """A read-only vector of ones; kept (at most 32, of up to 4096 rows) for the small row
-    counts where making it would cost about as much as the product (1 us)."""
+    counts where making it would cost about as much as the product."""
     ones = _NUMPY_ONES.get((rows, dtype))
     if ones is None:
         ones = np.ones(rows, dtype)
@@ -376,23 +377,23 @@ def _torch_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any
 
 
 def _torch_row_sum(a: Any, dtype: Any) -> Any:
-    # Passing dtype=None costs torch's argument parser about 0.4 us more than leaving it out.
+    # Passing dtype=None costs torch's argument parser more than leaving it out.
     # (The product with a row of ones, faster at large sizes on the CPU, adds naively through
     # MKL: a float32 sum of 2**25 ones stalls at 2**24, where sum(0) gives 2**25.)
     return a.sum(0) if dtype is None else a.sum(0, dtype=dtype)
 
 
 def _torch_matmul(a: Any, b: Any) -> Any:
-    # torch.mm skips matmul's shape dispatch (about 1.3 us of a 1x64 by 64x64 product).
+    # torch.mm skips matmul's shape dispatch.
     import torch
 
     return torch.mm(a, b)
 
 
 def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
-    # One kernel, not a product and then an add: each torch call costs about 2 us. But not
-    # for float64 on CUDA, where addmm took 1.7x the product and the add together (586 us
-    # against 312 + 28 us at 2048x2048 by 2048x2048 on an H100; benchmarks/gpu_parts.py).
+    # One kernel, not a product and then an add: each torch call has a fixed cost. But not
+    # for float64 on CUDA, where addmm measured slower than the product and the add
+    # together (on an H100: benchmarks/gpu_parts.py, docs/gpu.md).
     import torch
 
     if a.dtype == torch.float64 and a.is_cuda:
@@ -562,8 +563,8 @@ def _info_device(module: Any, variant: str, exact: bool) -> Device:
 
 def _ndonnx_matmul(a: Any, b: Any) -> Any:
     # ndonnx's matmul wraps each product in an ONNX If-subgraph (working around an
-    # onnxruntime bug with zero-sized inputs) and builds it anew at every call: 0.2-0.3 s
-    # per eager product. Where every dimension is known and non-zero, tensordot's single
+    # onnxruntime bug with zero-sized inputs) and builds it anew at every call, a large
+    # cost per eager product. Where every dimension is known and non-zero, tensordot's single
     # Einsum node does the same product (as fast in onnxruntime); elsewhere (a symbolic
     # batch axis, a zero-sized one) the guarded matmul stays: onnxruntime 1.23's Einsum
     # crashes on a zero-sized input.

@@ -102,29 +102,37 @@ def _backward(
     grad: Array, x: Array, weight: Array, bias: Array | complex | None, wrt: frozenset[str], p: Prepared
 ) -> AffineGrads:
     # dX = dA conj(W),  dW = dA^T conj(X),  db = sum(dA) over the rows
-    xp = p.xp
-    g = _rows(grad if weight.ndim == 2 else grad[..., None], xp)
+    g = _rows(grad if weight.ndim == 2 else grad[..., None], p.xp)
     dx = dw = db = None
     if "x" in wrt:
-        dx = _unrows(_product(g, _matrix(weight), p.complex_, p), tuple(x.shape), xp)
+        dx = _unrows(_product(g, _matrix(weight), p.complex_, p), tuple(x.shape), p.xp)
     if "weight" in wrt:
-        dw = _product(g.T, _rows(x, xp), p.complex_, p)
+        dw = _product(g.T, _rows(x, p.xp), p.complex_, p)
         dw = dw if weight.ndim == 2 else dw[0, :]
     if bias is not None and "bias" in wrt:
-        # One output: the sum of the vector, which libraries sum better than a one-column matrix
-        # (ndonnx adds a column with one running sum); kept 1-D, since NumPy's sum of a vector
-        # is a scalar, then made 0-d.
-        rows, vector = (g, False) if weight.ndim == 2 else (g[:, 0], True)
-        if p.row_sum is not None:
-            db = p.row_sum(rows, p.accumulate)
-        elif p.accumulate is None:
-            db = xp.sum(rows, axis=0, keepdims=vector)
-        else:
-            db = xp.sum(rows, axis=0, dtype=p.accumulate, keepdims=vector)
-        if p.accumulate is not None:  # 16-bit floats: accumulated in float32, rounded once
-            db = xp.astype(db, g.dtype)
-        db = xp.reshape(db, ()) if vector else db
+        db = _row_sum(g, weight.ndim == 1, p)
     return AffineGrads(dx, dw, db)
+
+
+def _row_sum(g: Array, one_output: bool, p: Prepared) -> Array:
+    """``sum(g)`` over the rows of the matrix `g`: the bias gradient, shaped as the bias.
+
+    One output: the sum of the vector ``g[:, 0]``, which libraries sum better than a
+    one-column matrix (ndonnx adds a column with one running sum); kept 1-D, since NumPy's
+    sum of a vector is a scalar, then made 0-d. 16-bit floats accumulate in float32 and
+    are rounded once.
+    """
+    xp = p.xp
+    rows = g[:, 0] if one_output else g
+    if p.row_sum is not None:
+        db = p.row_sum(rows, p.accumulate)
+    elif p.accumulate is None:
+        db = xp.sum(rows, axis=0, keepdims=one_output)
+    else:
+        db = xp.sum(rows, axis=0, dtype=p.accumulate, keepdims=one_output)
+    if p.accumulate is not None:
+        db = xp.astype(db, g.dtype)
+    return xp.reshape(db, ()) if one_output else db
 
 
 def affine(x: Array, weight: Array, bias: Array | complex | None = None, /, *, xp: Any = None) -> Array:
