@@ -14,6 +14,7 @@ import textwrap
 import tracemalloc
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -625,18 +626,33 @@ def _in_thread(fn, seconds=20):
     return outcome
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="device nodes and FIFOs are POSIX")
-@pytest.mark.parametrize("kind", list(_SPECIAL))
-@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
-@pytest.mark.parametrize("suffix", SUFFIXES)
-def test_save_never_replaces_what_is_not_a_regular_file(tmp_path, kind, through_link, suffix):
-    make, is_kind = _SPECIAL[kind]
+def _special(make: Any, tmp_path: Path, through_link: bool, suffix: str) -> tuple[Path, Path]:
+    """A node made by `make` in `tmp_path`, and the path to it: itself, or a link to it."""
     node = tmp_path / f"node{suffix}"
     make(node)
-    path = node
-    if through_link:
-        path = tmp_path / f"link{suffix}"
-        path.symlink_to(node)
+    if not through_link:
+        return node, node
+    path = tmp_path / f"link{suffix}"
+    path.symlink_to(node)
+    return node, path
+
+
+def _every_special_path(test: Any) -> Any:
+    """Each kind of special file, reached directly or through a link, with each suffix."""
+    for mark in (
+        pytest.mark.parametrize("suffix", SUFFIXES),
+        pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"]),
+        pytest.mark.parametrize("kind", list(_SPECIAL)),
+        pytest.mark.skipif(sys.platform == "win32", reason="device nodes and FIFOs are POSIX"),
+    ):
+        test = mark(test)
+    return test
+
+
+@_every_special_path
+def test_save_never_replaces_what_is_not_a_regular_file(tmp_path, kind, through_link, suffix):
+    make, is_kind = _SPECIAL[kind]
+    node, path = _special(make, tmp_path, through_link, suffix)
     outcome = _in_thread(lambda: save(path, Affine(2, 2, xp="numpy")))
     error = outcome.get("error")
     assert isinstance(error, OSError), outcome
@@ -646,18 +662,10 @@ def test_save_never_replaces_what_is_not_a_regular_file(tmp_path, kind, through_
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted({node.name, path.name})
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="device nodes and FIFOs are POSIX")
-@pytest.mark.parametrize("kind", list(_SPECIAL))
-@pytest.mark.parametrize("through_link", [False, True], ids=["direct", "symlink"])
-@pytest.mark.parametrize("suffix", SUFFIXES)
+@_every_special_path
 def test_load_never_reads_what_is_not_a_regular_file(tmp_path, kind, through_link, suffix):
     make, is_kind = _SPECIAL[kind]
-    node = tmp_path / f"node{suffix}"
-    make(node)
-    path = node
-    if through_link:
-        path = tmp_path / f"link{suffix}"
-        path.symlink_to(node)
+    node, path = _special(make, tmp_path, through_link, suffix)
     outcome = _in_thread(lambda: load(path, xp="numpy"))
     error = outcome.get("error")
     assert isinstance(error, OSError), outcome
