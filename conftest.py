@@ -85,6 +85,9 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """Every skip_backend marker names known backends and gives its reason."""
     for item in items:
         for marker in item.iter_markers("skip_backend"):
+            if "backend" not in getattr(item, "fixturenames", ("backend",)):
+                msg = f"{item.nodeid}: skip_backend marks a test that takes no `backend`: it would skip nothing"
+                raise pytest.UsageError(msg)
             unknown = set(marker.args) - _KNOWN
             reason = marker.kwargs.get("reason", "")
             if not marker.args or unknown or not isinstance(reason, str) or not reason.strip():

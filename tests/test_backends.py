@@ -41,7 +41,15 @@ def test_environment_naming_an_unusable_backend_is_an_error(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("alias", "name"), [("torch-cuda", "torch:cuda"), ("array-api-strict", "array_api_strict"), ("JAX-GPU", "jax:gpu")]
+    ("alias", "name"),
+    [
+        ("torch-cuda", "torch:cuda"),
+        ("array-api-strict", "array_api_strict"),
+        ("JAX-GPU", "jax:gpu"),
+        ("numpy-readonly", "numpy:readonly"),
+        ("array-api-strict-device1", "array_api_strict:device1"),
+        ("MLX", "mlx"),
+    ],
 )
 def test_session_spellings(alias, name):
     assert find_backend(alias).name == name

@@ -99,6 +99,16 @@ def test_unseeded_layers_differ():
 
 
 @pytest.mark.gpu_smoke
+@pytest.mark.parametrize(("source", "target"), [("complex128", "complex64"), ("float64", "float32")])
+def test_to_another_library_converts_to_the_dtype_asked_for(backend, source, target):
+    """The cast happens on the host first: the target need not hold the source's dtype (MLX has no complex128)."""
+    backend.dtype(target)
+    layer = Affine(3, 2, xp="numpy", dtype=source, seed=0)
+    moved = layer.to(backend.xp, backend.device, dtype=target)
+    assert moved.dtype == getattr(backend.xp, target)
+    np.testing.assert_allclose(to_numpy(moved.weight), layer.weight.astype(target), rtol=1e-6)
+
+
 def test_to_round_trips(backend):
     layer = make(backend, 4, 3, seed=1)
     moved = layer.to("numpy")

@@ -401,3 +401,24 @@ def test_check_vjp_needs_the_wide_dtype(backend):
     check_adjoint(jvp, right_vjp, args, argnames=NAMES)
     with pytest.raises(AssertionError, match="adjoint identity failed"):
         check_adjoint(jvp, off_by_a_little, args, argnames=NAMES)
+
+
+def _every_weight_gradient_infinite(ct, x, w, b):
+    g = right_vjp(ct, x, w, b)
+    with np.errstate(invalid="ignore"):  # pydata/sparse also multiplies its fill value, 0 * inf
+        return g[0], g[1] * float("inf"), g[2]
+
+
+def test_an_infinite_gradient_fails_check_adjoint_without_warnings(backend):
+    """inf - inf in the checks' own sums is theirs to report: an AssertionError, no RuntimeWarning
+    (the suite turns warnings into errors), also where a lazy backend computes in its own threads."""
+    with pytest.raises(AssertionError, match="adjoint identity failed"):
+        check_adjoint(jvp, _every_weight_gradient_infinite, _args(backend, "float64"), argnames=NAMES)
+
+
+@pytest.mark.skip_backend(
+    *COSTLY_PER_OPERATION, reason="a failed fast mode reruns full mode, one evaluation per element: the bank's reason"
+)
+def test_an_infinite_gradient_fails_check_vjp_without_warnings(backend):
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        check_vjp(affine, _every_weight_gradient_infinite, _args(backend, "float64"), argnames=NAMES)

@@ -106,7 +106,7 @@ def _numpy_host(a: Any) -> np.ndarray[Any, Any]:
     except (RuntimeError, ValueError, TypeError):
         # array_api_strict refuses __array__ off its CPU device; DLPack still works.
         return np.from_dlpack(a)
-    if host.dtype == object:  # an array type NumPy does not know, held as an object: its data
+    if host.dtype == object and not isinstance(a, np.ndarray):  # a type NumPy does not know: its data
         return np.from_dlpack(a)
     return host
 
@@ -798,7 +798,16 @@ BACKENDS: tuple[Backend, ...] = (
 )
 _BY_NAME = {b.name: b for b in BACKENDS}
 # find_backend's other spellings: each row's nox session, and its name as pip writes it.
-_SPELLINGS = {s: b for b in BACKENDS for s in (b.nox_session, b.name.replace("_", "-"))} | _BY_NAME
+_SPELLINGS = {
+    s: b
+    for b in BACKENDS
+    for s in (
+        b.nox_session,
+        b.name.replace("_", "-"),
+        b.name.replace(":", "-"),
+        b.name.replace("_", "-").replace(":", "-"),
+    )
+} | _BY_NAME
 _NUMPY_ARRAYS = (np.ndarray, np.generic)  # a tuple, not a union: torch.compile cannot trace ``type | type``
 # The first row of each library stands for it (its default device).
 _BY_LIBRARY: dict[str, Backend] = {}
@@ -1016,7 +1025,11 @@ def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None, *, copy
     if library_of(a) == library_of(xp):
         out = xp.asarray(a, device=device, copy=need)
     else:
-        out = xp.asarray(to_numpy(a), device=device, copy=need)
+        host = to_numpy(a)
+        if dtype is not None and dtype_name(dtype) in HOST_DTYPES:
+            # Cast on the host first: the target may lack the source's dtype (MLX, complex128).
+            host = host.astype(dtype_name(dtype), copy=False)
+        out = xp.asarray(host, device=device, copy=need)
         if dtype is None and dtype_name(a.dtype) != dtype_name(out.dtype):
             dtype = getattr(xp, dtype_name(a.dtype))
     if dtype is not None and out.dtype != dtype:
