@@ -743,8 +743,7 @@ class _MLXNamespace(_Adapter):
         if any(x.shape[a] == 0 for a in axes):
             # MLX 0.32.4's CPU reduction over a zero-length axis now and then never returns
             # (its loop spins); the sum of nothing is zeros. Seen on Linux; not yet reported upstream.
-            kept = (1 if i in axes else n for i, n in enumerate(x.shape)) if keepdims else ()
-            shape = tuple(kept) if keepdims else tuple(n for i, n in enumerate(x.shape) if i not in axes)
+            shape = tuple(1 if i in axes else n for i, n in enumerate(x.shape) if keepdims or i not in axes)
             return self._raw.zeros(shape, dtype=x.dtype)
         return self._raw.sum(x, axis=axis, keepdims=keepdims)
 
