@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import math
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import numpy as np
 from array_api_compat import array_namespace
 
+from xaffine import _backends, _validate
 from xaffine._backends import HOST_DTYPES, backend_of, namespace, to_numpy
 from xaffine._backends import device_of as device
 from xaffine._reference import Inputs, inputs, random, wide
@@ -41,6 +43,16 @@ def xp_of(*arrays: Any) -> Any:
     else array-api-compat's."""
     row = backend_of(arrays[0])
     return namespace(row.module) if row is not None else array_namespace(*arrays)
+
+
+def patch_row(monkeypatch: Any, a: Any, **fields: Any) -> Any:
+    """Replace `fields` of the backend row of array `a`'s library for one test: how tests
+    count or plant calls of the fast paths the core reads through the row. The memo of
+    checked signatures starts empty, so that the next call reads the new row."""
+    row = backend_of(a)
+    monkeypatch.setitem(_backends._BY_LIBRARY, row.library, dataclasses.replace(row, **fields))
+    monkeypatch.setattr(_validate, "_SIGNATURES", {})
+    return row
 
 
 def host_random(shape: tuple[int, ...], dtype: str, seed: int) -> np.ndarray:

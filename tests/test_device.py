@@ -27,7 +27,7 @@ import xaffine._backends
 import xaffine._core
 import xaffine._io
 import xaffine._layer
-from tests.helpers import host_random
+from tests.helpers import host_random, patch_row
 from xaffine import Affine, affine, affine_backward, affine_jvp, affine_vjp
 from xaffine._backends import device_of
 
@@ -191,18 +191,17 @@ def test_every_library_of_the_table_has_its_host_copies_listed():
     ],
 )
 def test_a_planted_copy_is_caught(backend, monkeypatch, where):
-    """The guard is real: a host copy planted inside xaffine's matrix product fails the block."""
-    real = xaffine._core._product
+    """The guard is real: a host copy planted in the row's matrix product fails the block."""
+    x, w = backend.asarray(host_random((3, 5), "float64", 0)), backend.asarray(host_random((4, 5), "float64", 1))
 
-    def copying(a, b, complex_, xp):
+    def copying(a, b):
         if where == "to_numpy":
             xaffine._backends.to_numpy(b)
         else:
             _native_copy(backend, b)
-        return real(a, b, complex_, xp)
+        return real.matmul(a, b)
 
-    monkeypatch.setattr(xaffine._core, "_product", copying)
-    x, w = backend.asarray(host_random((3, 5), "float64", 0)), backend.asarray(host_random((4, 5), "float64", 1))
+    real = patch_row(monkeypatch, x, matmul=copying)
     g = backend.asarray(host_random((3, 4), "float64", 2))
     # Called eagerly (not the module's name, which the fixture runs under jax.jit): a traced
     # array cannot be copied at all, so only an eager call can show the guard at work.

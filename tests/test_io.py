@@ -800,3 +800,24 @@ def test_load_peak_memory_is_close_to_the_parameters(tmp_path, suffix, byte_orde
     assert peak / (weight.nbytes + bias.nbytes) <= 1.2
     np.testing.assert_array_equal(to_numpy(loaded.weight), weight)
     np.testing.assert_array_equal(to_numpy(loaded.bias), bias)
+
+
+@pytest.mark.parametrize(
+    "state",
+    [
+        {"weight": np.zeros(3, np.float32)},
+        {"weight": np.zeros((2, 3), np.float32), "bias": np.zeros(3, np.float32)},
+        {"weight": np.zeros((2, 3), np.float32), "bias": np.zeros(2, np.float64)},
+    ],
+    ids=["1-d weight", "bias shape", "bias dtype"],
+)
+def test_a_file_and_a_state_dict_get_one_layout_message(tmp_path, state):
+    """One check of a layer's layout serves `from_state_dict` and the header of a file: the
+    messages are the same, the file's with its name in front."""
+    path = tmp_path / "layout.npz"
+    np.savez(path, **state)
+    with pytest.raises((ValueError, TypeError)) as from_dict:
+        Affine.from_state_dict(state, xp="numpy")
+    with pytest.raises(type(from_dict.value)) as from_file:
+        load(path, xp="numpy")
+    assert str(from_file.value) == f"{path}: {from_dict.value}"

@@ -7,7 +7,7 @@ import re
 import numpy as np
 import pytest
 
-from xaffine import Affine, _core, _validate, affine, affine_backward, affine_vjp
+from xaffine import Affine, _core, _dispatch, _validate, affine, affine_backward, affine_vjp
 
 
 def _inputs(x_shape=(3, 4), n=2, dtype="float32"):
@@ -49,7 +49,7 @@ def test_xp_given_is_resolved_once_per_signature(count):
     import array_api_compat.numpy as xp
 
     x, w, b, _ = _inputs(x_shape=(2, 9), n=3)
-    resolved = count(_validate, "resolve")
+    resolved = count(_dispatch, "resolve")
     for _ in range(3):
         affine(x, w, b, xp=xp)
     assert resolved[0] <= 1

@@ -89,7 +89,6 @@ def fresh_caches(monkeypatch: pytest.MonkeyPatch) -> None:
     kept per code object, which parametrized tests share."""
     _torch()._dynamo.reset()
     monkeypatch.setattr(_validate, "_SIGNATURES", {})
-    monkeypatch.setattr(_validate, "_KINDS", {})
     monkeypatch.setattr(_backends, "_NAMESPACES", {})
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "device_of",
     "dtype_name",
     "find_backend",
+    "generic_row",
     "library_of",
     "library_row",
     "namespace",
@@ -905,7 +906,7 @@ def namespace(module: str) -> Namespace:
     return xp
 
 
-def _generic_row(xp: Namespace) -> Backend:
+def generic_row(xp: Namespace) -> Backend:
     """A row for a conforming namespace that the table does not know (marray's, say): every
     field at the standard's default."""
     library = library_of(xp)
@@ -938,7 +939,7 @@ def resolve(xp: object) -> tuple[Backend, Namespace]:
     found = backend_of(xp) if isinstance(xp, type(os)) else None
     if found is None:
         if isinstance(xp, type(os)) and hasattr(xp, "asarray") and hasattr(xp, "matmul"):
-            return _generic_row(xp), xp
+            return generic_row(xp), xp
         known = ", ".join(sorted({b.module for b in BACKENDS}))
         msg = f"`xp` must be an array namespace ({known}, or array-api-compat's) or a backend name; got {xp!r}"
         raise TypeError(msg)

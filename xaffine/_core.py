@@ -15,8 +15,9 @@ from typing import Any, NamedTuple
 import array_api_compat
 
 from ._backends import device_of
+from ._dispatch import Prepared, adopt
 from ._typing import Array, Namespace
-from ._validate import GRAD_NAMES, Prepared, adopt, check_grad, check_tangents, check_wrt, prepare
+from ._validate import GRAD_NAMES, check_grad, check_tangents, check_wrt, prepare
 
 __all__ = ["AffineGrads", "affine", "affine_backward", "affine_jvp", "affine_vjp"]
 
@@ -69,18 +70,18 @@ def _product(a: Array, b: Array, complex_: bool, p: Prepared) -> Array:
         if math.prod(a.shape) + a.shape[0] * b.shape[-1] < math.prod(b.shape):
             return xp.conj(_product(xp.conj(a), b, False, p))
         b = xp.conj(b)
-    return a * b if a.shape[-1] == 1 else p.matmul(a, b)
+    return a * b if a.shape[-1] == 1 else p.row.matmul(a, b)
 
 
 def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
     """``out + term``, in place where `out` was just made here and may be written."""
     if term is None:
         return out
-    if p.add is not None:
-        return p.add(out, term)
+    if p.row.add is not None:
+        return p.row.add(out, term)
     if not hasattr(term, "shape"):
         return out + term
-    writeable = array_api_compat.is_writeable_array(out) if p.in_place is None else p.in_place(out, term)
+    writeable = array_api_compat.is_writeable_array(out) if p.row.in_place is None else p.row.in_place(out, term)
     if writeable:
         out += term
         return out
@@ -89,9 +90,9 @@ def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
 
 def _forward_rows(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
     # A = X W^T + b, as a matrix of rows; the product is fresh, so the bias is added in place.
-    if p.matmul_add is not None and hasattr(bias, "shape"):
-        return p.matmul_add(_rows(x, p.xp), _matrix(weight).T, bias)
-    return _add(p.matmul(_rows(x, p.xp), _matrix(weight).T), bias, p)
+    if p.row.matmul_add is not None and hasattr(bias, "shape"):
+        return p.row.matmul_add(_rows(x, p.xp), _matrix(weight).T, bias)
+    return _add(p.row.matmul(_rows(x, p.xp), _matrix(weight).T), bias, p)
 
 
 def _forward(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
@@ -124,8 +125,8 @@ def _row_sum(g: Array, one_output: bool, p: Prepared) -> Array:
     """
     xp = p.xp
     rows = g[:, 0] if one_output else g
-    if p.row_sum is not None:
-        db = p.row_sum(rows, p.accumulate)
+    if p.row.row_sum is not None:
+        db = p.row.row_sum(rows, p.accumulate)
     elif p.accumulate is None:
         db = xp.sum(rows, axis=0, keepdims=one_output)
     else:

@@ -21,9 +21,9 @@ import numpy as np
 
 from ._atomic import open_regular, replacing
 from ._backends import HOST_DTYPES, bfloat16_from_bits, dtype_name, to_numpy
-from ._layer import MAX_FEATURES, Affine, resolve_backend
+from ._dispatch import describe
+from ._layer import Affine, check_layout, layer_from_state, resolve_backend
 from ._typing import Device, Namespace
-from ._validate import describe
 
 __all__ = ["load", "save"]
 
@@ -177,7 +177,7 @@ def load(
     try:
         target = dtype if dtype is not None else "bfloat16" if stored == "bfloat16" else None
         # The arrays were just read: the layer may keep them rather than a copy.
-        return Affine._from_state(state, xp, device, target, copy=False)
+        return layer_from_state(Affine, state, xp, device, target, copy=False)
     except KeyError as exc:
         msg = f"{name}: {exc.args[0]}"
         raise ValueError(msg) from exc
@@ -212,30 +212,6 @@ def _check_keys(name: str, keys: list[str]) -> None:
     else:
         return
     raise ValueError(msg)
-
-
-def _check_layout(name: str, declared: dict[str, _Declared]) -> None:
-    """The declared parameters are those of one layer."""
-    weight = declared["weight"]
-    if len(weight.shape) != 2:
-        msg = f"{name}: 'weight' must be 2-D, (out_features, in_features); got shape {weight.shape}"
-        raise ValueError(msg)
-    for feature, size in zip(("out_features", "in_features"), weight.shape, strict=True):
-        if size > MAX_FEATURES:
-            msg = (
-                f"{name}: 'weight' declares shape {weight.shape}, {feature}={size}; a layer has at most "
-                f"{MAX_FEATURES} (2**31 - 1) in- and out-features"
-            )
-            raise ValueError(msg)
-    bias = declared.get("bias")
-    if bias is None:
-        return
-    if bias.shape != weight.shape[:1]:
-        msg = f"{name}: 'bias' must have shape (out_features,) = {weight.shape[:1]}; got {bias.shape}"
-        raise ValueError(msg)
-    if bias.dtype != weight.dtype:
-        msg = f"{name}: 'bias' has dtype {bias.dtype} but 'weight' has {weight.dtype}"
-        raise TypeError(msg)
 
 
 def _unsupported_dtype(name: str, key: str, dtype: object) -> TypeError:
@@ -279,7 +255,7 @@ def _read_archive(archive: zipfile.ZipFile, name: str) -> tuple[dict[str, np.nda
         if offset + nbytes != info.file_size:
             raise _size_mismatch(name, key, declared, nbytes, f"its member holds {info.file_size - offset}")
         layout[key] = (declared, dtype, fortran, offset)
-    _check_layout(name, {key: entry[0] for key, entry in layout.items()})
+    check_layout({key: entry[0] for key, entry in layout.items()}, f"{name}: ")
     state = {}
     for key, (declared, dtype, fortran, offset) in layout.items():
         info = members[key]
@@ -391,7 +367,7 @@ def _read_safetensors(f: IO[bytes], name: str) -> tuple[dict[str, np.ndarray[Any
     for key, entry in entries.items():
         declared[key], spans[key] = _safetensors_entry(name, key, entry)
     _check_spans(name, declared, spans, size - 8 - length)
-    _check_layout(name, declared)
+    check_layout(declared, f"{name}: ")
     state = {}
     for key, (begin, end) in spans.items():
         f.seek(8 + length + begin)

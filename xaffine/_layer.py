@@ -12,7 +12,6 @@ from . import _initializers
 from ._backends import (
     FLOAT_DTYPES,
     Backend,
-    backend_of,
     default_backend,
     device_name,
     dtype_name,
@@ -26,11 +25,17 @@ from ._backends import (
 from ._core import AffineGrads, affine_vjp
 from ._typing import Array, Device, Namespace
 
-__all__ = ["MAX_FEATURES", "Affine", "resolve_backend"]
+__all__ = ["MAX_FEATURES", "Affine", "check_layout", "layer_from_state", "resolve_backend"]
 
 MAX_FEATURES = (1 << 31) - 1
 """The most in- or out-features a layer has: the largest size a 32-bit BLAS or cuBLAS index
 holds (one input row of that many float32 features is already 8 GiB)."""
+
+
+class _Given(NamedTuple):
+    """A new layer's parameters, given rather than drawn (`Affine.from_state_dict`'s)."""
+
+    params: dict[str, Array]
 
 
 class _Forward(NamedTuple):
@@ -51,6 +56,53 @@ def _check_features(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not 0 <= value <= MAX_FEATURES:
         msg = f"`{name}` must be an integer from 0 to {MAX_FEATURES} (2**31 - 1); got {value!r}"
         raise ValueError(msg)
+
+
+def check_layout(declared: Mapping[str, tuple[tuple[Any, ...], str]], where: str = "") -> None:
+    """The parameters `declared` (each key's shape and dtype name) are those of one layer:
+    a state dict's arrays, or what a file's header says before its data is read. Each
+    message begins with `where` (a file's name)."""
+    shape, dtype = declared["weight"]
+    if len(shape) != 2:
+        msg = f"{where}'weight' must be 2-D, (out_features, in_features); got shape {shape}"
+        raise ValueError(msg)
+    for feature, size in zip(("out_features", "in_features"), shape, strict=True):
+        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size <= MAX_FEATURES:
+            msg = (
+                f"{where}'weight' declares shape {shape}, {feature}={size}: `{feature}` must be an integer from 0 to "
+                f"{MAX_FEATURES} (2**31 - 1); a layer has at most {MAX_FEATURES} in- and out-features"
+            )
+            raise ValueError(msg)
+    if dtype not in FLOAT_DTYPES:
+        msg = f"{where}'weight' must have a floating-point dtype; got {dtype} (one of {', '.join(FLOAT_DTYPES)})"
+        raise TypeError(msg)
+    if "bias" in declared:
+        bias_shape, bias_dtype = declared["bias"]
+        if bias_shape != shape[:1]:
+            msg = f"{where}'bias' must have shape (out_features,) = {shape[:1]}; got {bias_shape}"
+            raise ValueError(msg)
+        if bias_dtype != dtype:
+            msg = f"{where}'bias' has dtype {bias_dtype} but 'weight' has {dtype}"
+            raise TypeError(msg)
+
+
+def _checked_state(state: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`state` if it holds one layer's arrays (NumPy's in native byte order)."""
+    if not isinstance(state, Mapping):
+        msg = f"`state` must be a mapping of names to arrays; got {type(state).__name__}"  # type: ignore[unreachable]
+        raise TypeError(msg)
+    unexpected = sorted(set(state) - {"weight", "bias"})
+    if "weight" not in state or unexpected:
+        msg = f"a state dict holds 'weight' and optionally 'bias'; got keys {sorted(state)}"
+        raise KeyError(msg)
+    for key, value in state.items():
+        if not hasattr(value, "shape") or not hasattr(value, "dtype"):
+            msg = f"{key!r} must be an array; got {type(value).__name__}"
+            raise TypeError(msg)
+        if isinstance(value, np.ndarray) and not value.dtype.isnative:
+            state = {**state, key: value.astype(value.dtype.newbyteorder("="))}
+    check_layout({key: (tuple(value.shape), dtype_name(value.dtype)) for key, value in state.items()})
+    return state
 
 
 def resolve_backend(xp: object, device: Device | None) -> tuple[Backend | None, Namespace, Device]:
@@ -159,28 +211,25 @@ class Affine:
         device: Device | None = None,
         dtype: Any = None,
         seed: int | None = None,
-        init: str = "uniform",
+        init: str | _Given = "uniform",
         input_grad: bool = True,
     ) -> None:
         _check_features("in_features", in_features)
         _check_features("out_features", out_features)
         row, namespace, where = resolve_backend(xp, device)
-        target = _dtype(namespace, dtype, library_of(namespace))
-        weight, bias_ = _initializers.draw(init, int(in_features), int(out_features), bias, seed)
-        host = {"weight": weight} if bias_ is None else {"weight": weight, "bias": bias_}
-        params = {k: _host_to(v, dtype_name(target), namespace, where) for k, v in host.items()}
-        _check_kept(params, target, row)
-        self._setup(namespace, where, params)
-        self.input_grad = input_grad
-
-    def _setup(self, xp: Namespace, device: Device, params: dict[str, Array]) -> None:
-        self.xp, self.device = xp, device
-        self._params = params
+        if isinstance(init, _Given):  # from_state_dict's arrays, checked and converted there
+            params = init.params
+        else:
+            target = _dtype(namespace, dtype, library_of(namespace))
+            weight, bias_ = _initializers.draw(init, int(in_features), int(out_features), bias, seed)
+            host = {"weight": weight} if bias_ is None else {"weight": weight, "bias": bias_}
+            params = {k: _host_to(v, dtype_name(target), namespace, where) for k, v in host.items()}
+            _check_kept(params, target, row)
+        self.xp, self.device, self._params = namespace, where, params
         self._frozen: frozenset[str] = frozenset()
         self._last: _Forward | None = None
-        row = backend_of(xp)
         self._traceable = row is not None and row.compiler == "torch.compile"
-        self.input_grad = True
+        self.input_grad = input_grad
         self.zero_grad()
 
     @classmethod
@@ -206,48 +255,7 @@ class Affine:
         TypeError
             For non-floating dtypes, or a bias of another dtype than the weight.
         """
-        return cls._from_state(state, xp, device, dtype, copy=True)
-
-    @classmethod
-    def _from_state(cls, state: Mapping[str, Any], xp: Any, device: Any, dtype: Any, *, copy: bool) -> Affine:
-        """``from_state_dict``; `copy=False` keeps arrays that need no conversion (``load``'s own)."""
-        if not isinstance(state, Mapping):
-            msg = f"`state` must be a mapping of names to arrays; got {type(state).__name__}"  # type: ignore[unreachable]
-            raise TypeError(msg)
-        unexpected = sorted(set(state) - {"weight", "bias"})
-        if "weight" not in state or unexpected:
-            msg = f"a state dict holds 'weight' and optionally 'bias'; got keys {sorted(state)}"
-            raise KeyError(msg)
-        for key, value in state.items():
-            if not hasattr(value, "shape") or not hasattr(value, "dtype"):
-                msg = f"{key!r} must be an array; got {type(value).__name__}"
-                raise TypeError(msg)
-            if isinstance(value, np.ndarray) and not value.dtype.isnative:
-                state = {**state, key: value.astype(value.dtype.newbyteorder("="))}
-        weight = state["weight"]
-        if len(weight.shape) != 2:
-            msg = f"'weight' must be 2-D, (out_features, in_features); got shape {tuple(weight.shape)}"
-            raise ValueError(msg)
-        _check_features("out_features", weight.shape[0])
-        _check_features("in_features", weight.shape[1])
-        if dtype_name(weight.dtype) not in FLOAT_DTYPES:
-            msg = f"'weight' must have a floating-point dtype; got {weight.dtype} (one of {', '.join(FLOAT_DTYPES)})"
-            raise TypeError(msg)
-        if "bias" in state:
-            bias = state["bias"]
-            if tuple(bias.shape) != tuple(weight.shape[:1]):
-                msg = f"'bias' must have shape (out_features,) = {tuple(weight.shape[:1])}; got {tuple(bias.shape)}"
-                raise ValueError(msg)
-            if dtype_name(bias.dtype) != dtype_name(weight.dtype):
-                msg = f"'bias' has dtype {dtype_name(bias.dtype)} but 'weight' has {dtype_name(weight.dtype)}"
-                raise TypeError(msg)
-        row, namespace, where = resolve_backend(xp, device)
-        target = _dtype(namespace, dtype_name(weight.dtype) if dtype is None else dtype, library_of(namespace))
-        params = {k: transfer(v, namespace, where, target, copy=copy) for k, v in state.items()}
-        _check_kept(params, target, row)
-        layer = cls.__new__(cls)
-        layer._setup(namespace, where, params)
-        return layer
+        return layer_from_state(cls, state, xp, device, dtype, copy=True)
 
     # -- parameters ---------------------------------------------------------------
 
@@ -285,31 +293,17 @@ class Affine:
         self._set("bias", value)
 
     def _set(self, name: str, value: Array) -> None:
-        self._check_param(name, value)
+        _check_replacement(name, self._params[name], value, self.xp)
         self._params[name] = value
-
-    def _check_param(self, name: str, value: Array) -> None:
-        old = self._params[name]
-        if not hasattr(value, "shape") or library_of(value) != library_of(self.xp):
-            msg = (
-                f"`{name}` must be an array of this layer's backend, {library_of(self.xp)}; got {type(value).__name__}"
-            )
-            raise TypeError(msg)
-        if tuple(value.shape) != tuple(old.shape):
-            msg = f"`{name}` must have shape {tuple(old.shape)}; got {tuple(value.shape)}"
-            raise ValueError(msg)
-        if value.dtype != old.dtype:
-            msg = f"`{name}` must have dtype {dtype_name(old.dtype)}; got {dtype_name(value.dtype)}"
-            raise TypeError(msg)
 
     def freeze(self, *names: str) -> None:
         """Stop computing gradients for these parameters (all when none are named)."""
-        self._frozen = self._frozen | self._names(names)
+        self._frozen = self._frozen | _named(self._params, names)
         self._wrt = _wanted(self._input_grad, "bias" in self._params, self._frozen)
 
     def unfreeze(self, *names: str) -> None:
         """Compute gradients again for these parameters (all when none are named)."""
-        self._frozen = self._frozen - self._names(names)
+        self._frozen = self._frozen - _named(self._params, names)
         self._wrt = _wanted(self._input_grad, "bias" in self._params, self._frozen)
 
     @property
@@ -326,13 +320,6 @@ class Affine:
     def frozen(self) -> frozenset[str]:
         """The names of the parameters that get no gradient."""
         return self._frozen
-
-    def _names(self, names: tuple[str, ...]) -> frozenset[str]:
-        unknown = set(names) - set(self._params)
-        if unknown:
-            msg = f"unknown parameter {sorted(unknown)[0]!r}; this layer has {sorted(self._params)}"
-            raise ValueError(msg)
-        return frozenset(names or self._params)
 
     # -- forward and backward ----------------------------------------------------
 
@@ -399,7 +386,7 @@ class Affine:
             msg = f"this layer has {sorted(self._params)}; the state dict has {sorted(other._params)}"
             raise KeyError(msg)
         for name, value in other._params.items():
-            self._check_param(name, value)
+            _check_replacement(name, self._params[name], value, self.xp)
         self._params.update(other._params)
 
     def to(self, xp: Namespace | str | None = None, device: Device | None = None, *, dtype: Any = None) -> Affine:
@@ -439,3 +426,38 @@ def _host_to(host: np.ndarray[Any, Any], dtype: str, xp: Namespace, device: Devi
         # NumPy has no bfloat16: round to float32 on the host, then on the backend.
         return xp.astype(xp.asarray(host.astype(np.float32), device=device), xp.bfloat16)
     return xp.asarray(host.astype(dtype), device=device)
+
+
+def layer_from_state(
+    cls: type[Affine], state: Mapping[str, Any], xp: Any, device: Any, dtype: Any, *, copy: bool
+) -> Affine:
+    """``cls.from_state_dict``; `copy=False` keeps arrays that need no conversion (``load``'s own)."""
+    state = _checked_state(state)
+    row, namespace, where = resolve_backend(xp, device)
+    target = _dtype(namespace, dtype_name(state["weight"].dtype) if dtype is None else dtype, library_of(namespace))
+    params = {k: transfer(v, namespace, where, target, copy=copy) for k, v in state.items()}
+    _check_kept(params, target, row)
+    out_features, in_features = state["weight"].shape
+    return cls(in_features, out_features, xp=namespace, device=where, init=_Given(params))
+
+
+def _check_replacement(name: str, old: Array, value: Array, xp: Namespace) -> None:
+    """`value` may replace the parameter `old`: same library, shape and dtype."""
+    if not hasattr(value, "shape") or library_of(value) != library_of(xp):
+        msg = f"`{name}` must be an array of this layer's backend, {library_of(xp)}; got {type(value).__name__}"
+        raise TypeError(msg)
+    if tuple(value.shape) != tuple(old.shape):
+        msg = f"`{name}` must have shape {tuple(old.shape)}; got {tuple(value.shape)}"
+        raise ValueError(msg)
+    if value.dtype != old.dtype:
+        msg = f"`{name}` must have dtype {dtype_name(old.dtype)}; got {dtype_name(value.dtype)}"
+        raise TypeError(msg)
+
+
+def _named(params: dict[str, Array], names: tuple[str, ...]) -> frozenset[str]:
+    """The parameters `names` names (all when it is empty)."""
+    unknown = set(names) - set(params)
+    if unknown:
+        msg = f"unknown parameter {sorted(unknown)[0]!r}; this layer has {sorted(params)}"
+        raise ValueError(msg)
+    return frozenset(names or params)

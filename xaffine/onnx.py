@@ -17,8 +17,8 @@ import numpy as np
 from ._atomic import replacing_all
 from ._backends import dtype_name, to_numpy
 from ._core import affine, affine_backward
+from ._dispatch import describe, is_number
 from ._layer import Affine
-from ._validate import describe, is_number
 
 __all__ = ["OPSET", "backward_path", "export"]
 

@@ -44,8 +44,8 @@ import array_api_compat.numpy
 import numpy as np
 
 from ._backends import device_of, to_numpy
+from ._dispatch import is_number, namespace_of
 from ._typing import Array, Namespace
-from ._validate import is_number, namespace_of
 
 __all__ = ["check_adjoint", "check_vjp"]
 
