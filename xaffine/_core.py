@@ -77,11 +77,12 @@ def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
     """``out + term``, in place where `out` was just made here and may be written."""
     if term is None:
         return out
-    if p.row.add is not None:
-        return p.row.add(out, term)
+    row = p.row
+    if row.add is not None:
+        return row.add(out, term)
     if not hasattr(term, "shape"):
         return out + term
-    writeable = array_api_compat.is_writeable_array(out) if p.row.in_place is None else p.row.in_place(out, term)
+    writeable = array_api_compat.is_writeable_array(out) if row.in_place is None else row.in_place(out, term)
     if writeable:
         out += term
         return out
@@ -90,9 +91,10 @@ def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
 
 def _forward_rows(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
     # A = X W^T + b, as a matrix of rows; the product is fresh, so the bias is added in place.
-    if p.row.matmul_add is not None and hasattr(bias, "shape"):
-        return p.row.matmul_add(_rows(x, p.xp), _matrix(weight).T, bias)
-    return _add(p.row.matmul(_rows(x, p.xp), _matrix(weight).T), bias, p)
+    row = p.row
+    if row.matmul_add is not None and hasattr(bias, "shape"):
+        return row.matmul_add(_rows(x, p.xp), _matrix(weight).T, bias)
+    return _add(row.matmul(_rows(x, p.xp), _matrix(weight).T), bias, p)
 
 
 def _forward(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
@@ -123,10 +125,10 @@ def _row_sum(g: Array, one_output: bool, p: Prepared) -> Array:
     sum of a vector is a scalar, then made 0-d. 16-bit floats accumulate in float32 and
     are rounded once.
     """
-    xp = p.xp
+    xp, row_sum = p.xp, p.row.row_sum
     rows = g[:, 0] if one_output else g
-    if p.row.row_sum is not None:
-        db = p.row.row_sum(rows, p.accumulate)
+    if row_sum is not None:
+        db = row_sum(rows, p.accumulate)
     elif p.accumulate is None:
         db = xp.sum(rows, axis=0, keepdims=one_output)
     else:

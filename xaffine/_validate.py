@@ -44,15 +44,14 @@ _SIGNATURES: dict[tuple[Any, ...], tuple[Prepared, bool, bool]] = {}
 _MAX_SIGNATURES = 256
 
 
-def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = None) -> Prepared:
+def prepare(x: Array, weight: Array, bias: Any, *, xp: Any = None) -> Prepared:
     """Check the layer's inputs against each other (the rules and errors are ``affine``'s)."""
     if type(x) is not np.ndarray and tracing():  # torch.compile would guard its code on the memo
         return _prepare(x, weight, bias, xp)[0]
-    b: Any = bias
     try:
-        key: tuple[Any, ...] = (type(x), x.dtype, x.shape, type(weight), weight.dtype, weight.shape, type(b), xp)
-        if b is not None and type(b) not in _PLAIN_NUMBERS:
-            key = (*key, b.dtype, b.shape)
+        key: tuple[Any, ...] = (type(x), x.dtype, x.shape, type(weight), weight.dtype, weight.shape, type(bias), xp)
+        if bias is not None and type(bias) not in _PLAIN_NUMBERS:
+            key = (*key, bias.dtype, bias.shape)
         known = _SIGNATURES.get(key)
     except (AttributeError, TypeError):  # not arrays, or unhashable: the full checks say what is wrong
         return _prepare(x, weight, bias, xp)[0]
@@ -63,11 +62,12 @@ def prepare(x: Array, weight: Array, bias: Array | complex | None, *, xp: Any = 
         _SIGNATURES[key] = known
         return known[0]
     prepared, weight_device, bias_device = known
-    _check_each(prepared, (x, "x"), (weight, "weight"), (bias, "bias"))
+    if prepared.row.check is not None:
+        _check_each(prepared, (x, "x"), (weight, "weight"), (bias, "bias"))
     if not (weight_device or bias_device):
         return prepared
     device = array_device(x)
-    if (weight_device and _on_another_device(weight, device)) or (bias_device and _on_another_device(b, device)):
+    if (weight_device and _on_another_device(weight, device)) or (bias_device and _on_another_device(bias, device)):
         return _prepare(x, weight, bias, xp)[0]  # raises the error about devices
     return prepared if device == prepared.device else prepared._replace(device=device)
 
@@ -197,13 +197,11 @@ def _shapes_differ(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 
 def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") -> Prepared:
-    """Check the incoming gradient against the layer's output; what the math needs to know now.
-
-    A `grad` of a library that takes NumPy operands (Dask, JAX, pydata/sparse) beside
-    NumPy primals makes that library compute, as it would had it been `x`. Errors as
-    ``affine_backward`` documents.
-    """
-    _check_each(prepared, (grad, name))
+    """Check the incoming gradient against the layer's output (errors as ``affine_backward``
+    documents); what the math needs to know now: a `grad` of a library that takes NumPy
+    operands (Dask, JAX, pydata/sparse) beside NumPy primals makes that library compute."""
+    if prepared.row.check is not None:
+        _check_each(prepared, (grad, name))
     try:
         if (
             type(grad) is type(x)
