@@ -87,3 +87,16 @@ def test_fast_paths_times_every_fast_path_of_the_installed_libraries():
     else:
         expected += [("torch", "matmul"), ("torch", "matmul_add"), ("torch", "row_sum")]
     assert rows == expected, out
+
+
+def test_compiled_guards_reports_each_shape():
+    pytest.importorskip("torch", reason="the benchmark times torch.compile")
+    import shutil
+
+    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        pytest.skip("torch.compile's inductor backend needs a C compiler on the CPU")
+    out = _run("compiled_guards.py", "--shape", "2x4x3", "--rounds", "1", "--calls", "3")
+    row = r"^\| 2x4x3 \| (\d+), (\d+) \| [\d.]+ \| [+-][\d.]+ us \([\d.]+x\) \| [+-][\d.]+ us \([\d.]+x\) \|$"
+    found = re.search(row, out, re.M)
+    assert found, out
+    assert int(found[1]) > int(found[2]) > 0, out

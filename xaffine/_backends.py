@@ -265,10 +265,12 @@ def _numpy_matmul(a: Any, b: Any) -> Any:
         # rounded to float16 once.
         return _numpy_matmul(a.astype(np.float32), b.astype(np.float32)).astype(np.float16)
     # np.dot skips matmul's ufunc dispatch, which dominates small products; from about 2**22
-    # multiply-adds on it was measured slightly slower than `@`, which takes over there.
+    # multiply-adds on it was measured slightly slower than `@`, which takes over there. A
+    # contraction of length one (a one-row batch's weight gradient) is an outer product, for
+    # which `@` takes a slow loop: broadcasting does it.
     if a.shape[0] * a.shape[1] * b.shape[1] < 1 << 22:
         return np.dot(a, b)
-    return a @ b
+    return a * b if a.shape[1] == 1 else a @ b
 
 
 # NumPy sums a C-ordered matrix over axis 0 row by row, a running sum per column: slow, and in
@@ -657,6 +659,13 @@ def _sparse_add(out: Any, term: Any) -> Any:
     return sparse.asarray(out.todense() + term, format=out.format)
 
 
+def _sparse_matmul(a: Any, b: Any) -> Any:
+    # A contraction of length one (one sample's weight gradient) by broadcasting: pydata/sparse's
+    # product of a dense and a sparse operand makes the dense one sparse, with its one element
+    # as the fill value, which the product then refuses. Broadcasting keeps x's sparsity.
+    return a * b if a.shape[1] == 1 else a @ b
+
+
 def _sparse_check(a: Any, name: str) -> None:
     # Products and sums of pydata/sparse arrays assume that the implicit elements are zeros.
     # A 0-d array holds its value as its fill value.
@@ -682,6 +691,7 @@ _SPARSE = Backend(
     host=_sparse_host,
     takes_numpy=True,
     adopts_numpy=False,
+    matmul=_sparse_matmul,
     add=_sparse_add,
     check=_sparse_check,
     no_float16=_SPARSE_NO_FLOAT16,

@@ -59,18 +59,14 @@ def _matrix(weight: Array) -> Array:
 
 
 def _product(a: Array, b: Array, complex_: bool, p: Prepared) -> Array:
-    """``a @ conj(b)`` for matrices, conjugating whichever side is cheaper.
-
-    A contraction of length one is an outer product: broadcasting does it without
-    the matrix-product call, which for that shape is the slow path in NumPy. Other
-    products go through the backend row's ``matmul``.
-    """
+    """``a @ conj(b)`` for matrices, conjugating whichever side is cheaper, through the
+    backend row's ``matmul``."""
     if complex_:
         xp = p.xp
         if math.prod(a.shape) + a.shape[0] * b.shape[-1] < math.prod(b.shape):
             return xp.conj(_product(xp.conj(a), b, False, p))
         b = xp.conj(b)
-    return a * b if a.shape[-1] == 1 else p.row.matmul(a, b)
+    return p.row.matmul(a, b)
 
 
 def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:

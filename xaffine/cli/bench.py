@@ -191,8 +191,8 @@ def _compiled_variants(
     """xaffine and the hand-written code under the same compiler, and how their graphs compare.
 
     torch: ``torch.compile(fullgraph=True)`` with inductor, and with ``mode="reduce-overhead"``
-    (CUDA graphs) on a GPU. JAX: both already run under ``jax.jit``; compared here are their
-    jaxprs.
+    (CUDA graphs) on a GPU; compared are dynamo's graphs and the number of guards each call
+    checks. JAX: both already run under ``jax.jit``; compared here are their jaxprs.
     """
     if row.compiler == "jax.jit":
         import jax
@@ -201,17 +201,18 @@ def _compiled_variants(
         return {}, _compare(ours, theirs)
     import torch
 
-    seen: dict[str, list[str]] = {}
+    seen: dict[str, tuple[list[str], int]] = {}
 
     def recorder(name: str) -> Callable[..., Any]:
         def backend(gm: Any, example_inputs: Any) -> Any:
             calls = [n.target for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
-            seen[name] = [getattr(t, "__name__", str(t)) for t in calls]
+            seen[name] = ([getattr(t, "__name__", str(t)) for t in calls], seen[name][1])
             return gm.forward
 
         return backend
 
     for name, fn in (("xaffine", layer), ("hand", hand)):
+        seen[name] = ([], len(torch._dynamo.explain(fn)(*args).out_guards))
         torch.compile(fn, backend=recorder(name), fullgraph=True)(*args)
     mode = "reduce-overhead" if row.gpu else None
     ours_c, hand_c = (torch.compile(f, fullgraph=True, mode=mode) for f in (layer, hand))
@@ -219,7 +220,9 @@ def _compiled_variants(
         "xaffine compiled": (lambda: ours_c(*args), row.wait),
         "hand compiled": (lambda: hand_c(*args), row.wait),
     }
-    return variants, _compare(seen["xaffine"], seen["hand"])
+    (ours, our_guards), (theirs, their_guards) = seen["xaffine"], seen["hand"]
+    # Each call of compiled code first checks its guards: what the traced Python read.
+    return variants, f"{_compare(ours, theirs)}; guards: xaffine {our_guards}, hand {their_guards}"
 
 
 def _primitives(jaxpr: Any) -> list[str]:
