@@ -61,6 +61,18 @@ def _numpy_cases() -> list[Case]:
                 _no_wait,
             )
         )
+    for n in (64, 4096):  # a one-row batch's weight gradient, dA^T X: an outer product
+        g = rng.standard_normal((1, n)).astype(np.float32)
+        cases.append(
+            (
+                "numpy",
+                "matmul: an outer product (contraction of one) by np.dot, past 2**22 by broadcasting",
+                f"{n}x1 @ 1x{n} float32",
+                lambda g=g: row.matmul(g.T, g),
+                lambda g=g: g.T @ g,
+                _no_wait,
+            )
+        )
     assert row.row_sum is not None
     row_sum = row.row_sum
     for m, n in ((1, 64), (4096, 768)):
@@ -89,7 +101,6 @@ def _torch_cases() -> list[Case]:
     a, b, c = torch.randn(1, 64), torch.randn(64, 64), torch.randn(64)
     g = torch.randn(32, 128)
     return [
-        ("torch", "matmul: torch.mm", "1x64 @ 64x64", lambda: row.matmul(a, b), lambda: a @ b, _no_wait),
         (
             "torch",
             "matmul_add: torch.addmm",

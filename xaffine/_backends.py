@@ -386,13 +386,6 @@ def _torch_row_sum(a: Any, dtype: Any) -> Any:
     return a.sum(0) if dtype is None else a.sum(0, dtype=dtype)
 
 
-def _torch_matmul(a: Any, b: Any) -> Any:
-    # torch.mm skips matmul's shape dispatch.
-    import torch
-
-    return torch.mm(a, b)
-
-
 def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     # One kernel, not a product and then an add: each torch call has a fixed cost. But not
     # for float64 on CUDA, where addmm measured slower than the product and the add
@@ -425,7 +418,6 @@ _TORCH = Backend(
     host=_torch_host,
     compiler="torch.compile",
     bfloat16_from_bits=_torch_bfloat16_from_bits,
-    matmul=_torch_matmul,
     matmul_add=_torch_matmul_add,
     row_sum=_torch_row_sum,
     in_place=_torch_in_place,
