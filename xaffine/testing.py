@@ -572,7 +572,7 @@ def _probes(
 
 
 @_quiet
-def _lost(weight: Any, values: Sequence[Any], moved: Any, xp: Namespace) -> Any:
+def _rounding_collected(weight: Any, values: Sequence[Any], moved: Any, xp: Namespace) -> Any:
     """``sum |weight|^2 sum_v |v|^2`` over the elements where `moved` holds.
 
     The squared size, in units of eps, of the rounding errors that ``<weight, .>``
@@ -609,9 +609,9 @@ def _probe_scalars(
         scalars.append(_inner(_zero_where_not(moved_finite, g, xp), probe.direction, xp))
         moved_bad = xp.logical_and(probe.direction != 0, xp.logical_not(xp.isfinite(g)))
         scalars.append(xp.sum(xp.astype(moved_bad, xp.float64)))
-    scalars.append(_lost(wide_ct, outs[:2], outs[0] != outs[1], xp))
-    scalars.append(_lost(wide_ct, outs[:2], True, xp))
-    scalars.append(_lost(g, (p,), moved_finite, xp))
+    scalars.append(_rounding_collected(wide_ct, outs[:2], outs[0] != outs[1], xp))
+    scalars.append(_rounding_collected(wide_ct, outs[:2], True, xp))
+    scalars.append(_rounding_collected(g, (p,), moved_finite, xp))
     scalars.append(probe.unit)
     return scalars
 
