@@ -391,3 +391,31 @@ def test_setting_parameters_of_another_library_is_refused():
     layer = Affine(3, 2, xp="numpy", seed=0)
     with pytest.raises(TypeError, match=r"`weight` must be an array of this layer's backend, numpy; got Tensor"):
         layer.weight = torch.zeros(2, 3)
+
+
+class _Square(Affine):
+    """A subclass whose constructor takes other arguments."""
+
+    def __init__(self, n, **kwargs):
+        super().__init__(n, n, **kwargs)
+
+
+class _Zeros(Affine):
+    """A subclass whose constructor fixes the initialisation."""
+
+    def __init__(self, in_features, out_features, **kwargs):
+        kwargs.pop("init", None)
+        super().__init__(in_features, out_features, init="zeros", **kwargs)
+
+
+@pytest.mark.parametrize("cls", [_Square, _Zeros])
+def test_from_state_dict_makes_the_subclass_holding_the_state(cls):
+    """from_state_dict sets a layer up with Affine's own constructor, whatever the subclass's."""
+    state = {"weight": np.arange(9.0, dtype=np.float32).reshape(3, 3), "bias": np.ones(3, np.float32)}
+    layer = cls.from_state_dict(state, xp="numpy")
+    assert type(layer) is cls
+    np.testing.assert_array_equal(layer.weight, state["weight"])
+    np.testing.assert_array_equal(layer.bias, state["bias"])
+    layer(np.ones((2, 3), np.float32))
+    layer.backward(np.ones((2, 3), np.float32))
+    np.testing.assert_array_equal(layer.grads["bias"], [2.0, 2.0, 2.0])

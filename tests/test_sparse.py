@@ -188,3 +188,19 @@ def test_a_dense_operands_nan_or_inf_meets_only_stored_elements(special):
     assert np.isnan(out[0, 1]) if nan else out[0, 1] == np.inf
     np.testing.assert_array_equal(out[1:], 0.0)  # a dense x gives NaN there (0 * inf, 0 * nan)
     np.testing.assert_array_equal(dw, [[2.0, 0.0], [2.0, 0.0]])  # grad's row 1 meets no stored element
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_one_feature_forward_is_dense_numpy(fmt):
+    """With one input feature the forward product has a contraction of one, like a one-sample
+    weight gradient, but its result stays a dense NumPy array (only the gradient's outer
+    product keeps x's sparsity)."""
+    host = np.array([[1.0], [0.0], [2.0]])
+    x, w, b = FORMATS[fmt](host), np.array([[1.0], [2.0]]), np.array([0.5, 0.25])
+    out = affine(x, w, b)
+    assert type(out) is np.ndarray
+    np.testing.assert_allclose(out, host @ w.T + b)
+    tangent = affine_jvp(x, w, None, (x, None, None))[1]
+    assert type(tangent) is np.ndarray
+    np.testing.assert_allclose(tangent, host @ w.T)
+    assert type(affine(host, sparse.COO.from_numpy(w))) is np.ndarray

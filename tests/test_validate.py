@@ -77,6 +77,15 @@ def test_mixed_float_dtypes(backend):
         affine(x, w32, b)
 
 
+def test_a_weight_of_the_wrong_kind_is_named_before_its_feature_count(backend):
+    """A weight wrong in two ways gets the error about what it is (dtype) before the one
+    about its size, as the checks have always ordered them."""
+    x, _, _ = _arrays(backend)
+    wide = _arrays(backend, w_shape=(2, 6), dtype="float32")[1]
+    with pytest.raises(TypeError, match=r"`x` and `weight` must share one dtype"):
+        affine(x, wide)
+
+
 def test_grad_shape_and_dtype(backend):
     x, w, b = _arrays(backend)
     with pytest.raises(ValueError, match=r"`grad` must have the output's shape \(3, 2\); got \(3, 3\)"):

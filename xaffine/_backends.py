@@ -181,6 +181,9 @@ class Backend:
     """The product of two matrices, ``a @ b``."""
     matmul_add: Callable[[Any, Any, Any], Any] | None = None
     """``a @ b + c`` in one call, for an array `c` that broadcasts; None: the product, then the sum."""
+    outer: Callable[[Any, Any], Any] | None = None
+    """The gradients' product of a column and a row (a contraction of length one: a one-sample
+    batch's weight gradient), where `matmul` will not do; None: `matmul`."""
     row_sum: Callable[[Any, Any], Any] | None = None
     """``sum(a, axis=0, dtype=dtype)`` of a matrix, or of a vector (an array, 0-d or of one
     element); None: the namespace's ``sum``."""
@@ -651,13 +654,6 @@ def _sparse_add(out: Any, term: Any) -> Any:
     return sparse.asarray(out.todense() + term, format=out.format)
 
 
-def _sparse_matmul(a: Any, b: Any) -> Any:
-    # A contraction of length one (one sample's weight gradient) by broadcasting: pydata/sparse's
-    # product of a dense and a sparse operand makes the dense one sparse, with its one element
-    # as the fill value, which the product then refuses. Broadcasting keeps x's sparsity.
-    return a * b if a.shape[1] == 1 else a @ b
-
-
 def _sparse_check(a: Any, name: str) -> None:
     # Products and sums of pydata/sparse arrays assume that the implicit elements are zeros.
     # A 0-d array holds its value as its fill value.
@@ -683,7 +679,10 @@ _SPARSE = Backend(
     host=_sparse_host,
     takes_numpy=True,
     adopts_numpy=False,
-    matmul=_sparse_matmul,
+    # A one-sample batch's weight gradient by broadcasting, keeping x's sparsity: pydata/sparse's
+    # product takes a dense operand of one element as a sparse one with that element as its
+    # fill value, which the product then refuses.
+    outer=operator.mul,
     add=_sparse_add,
     check=_sparse_check,
     no_float16=_SPARSE_NO_FLOAT16,

@@ -60,13 +60,14 @@ def _matrix(weight: Array) -> Array:
 
 def _product(a: Array, b: Array, complex_: bool, p: Prepared) -> Array:
     """``a @ conj(b)`` for matrices, conjugating whichever side is cheaper, through the
-    backend row's ``matmul``."""
+    backend row's ``matmul`` (or its ``outer`` for a contraction of length one)."""
     if complex_:
         xp = p.xp
         if math.prod(a.shape) + a.shape[0] * b.shape[-1] < math.prod(b.shape):
             return xp.conj(_product(xp.conj(a), b, False, p))
         b = xp.conj(b)
-    return p.row.matmul(a, b)
+    row = p.row
+    return row.outer(a, b) if row.outer is not None and a.shape[-1] == 1 else row.matmul(a, b)
 
 
 def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:

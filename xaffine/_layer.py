@@ -69,8 +69,8 @@ def check_layout(declared: Mapping[str, tuple[tuple[Any, ...], str]], where: str
     for feature, size in zip(("out_features", "in_features"), shape, strict=True):
         if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size <= MAX_FEATURES:
             msg = (
-                f"{where}'weight' declares shape {shape}, {feature}={size}: `{feature}` must be an integer from 0 to "
-                f"{MAX_FEATURES} (2**31 - 1); a layer has at most {MAX_FEATURES} in- and out-features"
+                f"{where}'weight' {'declares' if where else 'has'} shape {shape}: `{feature}` must be an integer "
+                f"from 0 to {MAX_FEATURES} (2**31 - 1); got {size}"
             )
             raise ValueError(msg)
     if dtype not in FLOAT_DTYPES:
@@ -438,7 +438,10 @@ def layer_from_state(
     params = {k: transfer(v, namespace, where, target, copy=copy) for k, v in state.items()}
     _check_kept(params, target, row)
     out_features, in_features = state["weight"].shape
-    return cls(in_features, out_features, xp=namespace, device=where, init=_Given(params))
+    # Affine's own __init__, not a subclass's (whose signature may differ): it sets up every layer.
+    layer = cls.__new__(cls)
+    Affine.__init__(layer, in_features, out_features, xp=namespace, device=where, init=_Given(params))
+    return layer
 
 
 def _check_replacement(name: str, old: Array, value: Array, xp: Namespace) -> None:

@@ -81,6 +81,7 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
     device = None if facts.single_device else array_device(host)
     host_name = "x" if host is x else "weight" if host is weight else "bias"
     _check_like(weight, x, "weight", facts, device, numpy_args, host_name)
+    _check_features(x_shape, w_shape)
     bias_array = _check_bias(bias, x, w_shape, facts)
     if bias_array:
         _check_like(bias, x, "bias", facts, device, numpy_args, host_name)
@@ -116,12 +117,12 @@ def _check_shapes(x_shape: tuple[Any, ...], w_shape: tuple[Any, ...]) -> None:
             "their sizes must be known: call x.compute_chunk_sizes() (Dask) or reshape x to 2-D first"
         )
         raise ValueError(msg)
+
+
+def _check_features(x_shape: tuple[Any, ...], w_shape: tuple[Any, ...]) -> None:
     if _dims_differ(x_shape[-1], w_shape[-1]):
-        layout = (
-            f"(out_features={w_shape[0]}, in_features={w_shape[1]})"
-            if len(w_shape) == 2
-            else f"(in_features={w_shape[0]},)"
-        )
+        pairs = zip(("out_features", "in_features")[2 - len(w_shape) :], w_shape, strict=True)
+        layout = f"({', '.join(f'{n}={d}' for n, d in pairs)}{',' if len(w_shape) == 1 else ''})"
         msg = f"`x` has {x_shape[-1]} features (shape {x_shape}) but `weight` expects {w_shape[-1]}: shape {layout}"
         raise ValueError(msg)
 
