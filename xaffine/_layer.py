@@ -67,12 +67,11 @@ def check_layout(declared: Mapping[str, tuple[tuple[Any, ...], str]], where: str
         msg = f"{where}'weight' must be 2-D, (out_features, in_features); got shape {shape}"
         raise ValueError(msg)
     for feature, size in zip(("out_features", "in_features"), shape, strict=True):
-        if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 0 <= size <= MAX_FEATURES:
-            msg = (
-                f"{where}'weight' {'declares' if where else 'has'} shape {shape}: `{feature}` must be an integer "
-                f"from 0 to {MAX_FEATURES} (2**31 - 1); got {size}"
-            )
-            raise ValueError(msg)
+        try:
+            _check_features(feature, size)
+        except ValueError as exc:
+            msg = f"{where}'weight' {'declares' if where else 'has'} shape {shape}: {exc}"
+            raise ValueError(msg) from None
     if dtype not in FLOAT_DTYPES:
         msg = f"{where}'weight' must have a floating-point dtype; got {dtype} (one of {', '.join(FLOAT_DTYPES)})"
         raise TypeError(msg)

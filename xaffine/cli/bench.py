@@ -202,18 +202,10 @@ def _compiled_variants(
     import torch
 
     seen: dict[str, tuple[list[str], int]] = {}
-
-    def recorder(name: str) -> Callable[..., Any]:
-        def backend(gm: Any, example_inputs: Any) -> Any:
-            calls = [n.target for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
-            seen[name] = ([getattr(t, "__name__", str(t)) for t in calls], seen[name][1])
-            return gm.forward
-
-        return backend
-
     for name, fn in (("xaffine", layer), ("hand", hand)):
-        seen[name] = ([], len(torch._dynamo.explain(fn)(*args).out_guards))
-        torch.compile(fn, backend=recorder(name), fullgraph=True)(*args)
+        explained = torch._dynamo.explain(fn)(*args)
+        nodes = [n for gm in explained.graphs for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
+        seen[name] = ([getattr(n.target, "__name__", str(n.target)) for n in nodes], len(explained.out_guards))
     mode = "reduce-overhead" if row.gpu else None
     ours_c, hand_c = (torch.compile(f, fullgraph=True, mode=mode) for f in (layer, hand))
     variants: dict[str, Variant] = {
