@@ -18,6 +18,7 @@ def test_public_names():
         "default_backend",
         "load",
         "save",
+        "skip_guards_on_xaffine",
     }
     assert xaffine.testing.__all__ == ["check_adjoint", "check_vjp"]
 

@@ -248,6 +248,73 @@ def test_torch_compile_in_a_fresh_process():
     assert done.stdout.strip() == "1"
 
 
+def _filtered(torch: Any, fn: Callable[..., Any], kept: list[list[str]], counter: Any) -> Callable[..., Any]:
+    """`fn` compiled with xaffine's guard filter; `kept` gets the names of each compilation's guards."""
+    from xaffine import skip_guards_on_xaffine
+
+    def keep(entries: list[Any]) -> list[bool]:
+        flags = skip_guards_on_xaffine(entries)
+        kept.append([e.name for e, flag in zip(entries, flags, strict=True) if flag])
+        return flags
+
+    return torch.compile(fn, backend=counter, fullgraph=True, options={"guard_filter_fn": keep})
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_guard_filter_drops_xaffines_guards_only(name, fresh_caches):
+    """Compiled with `skip_guards_on_xaffine`: no guard on xaffine's modules is kept, most of
+    the rest are (the hand-written code's own guards all are), and one graph serves new values."""
+    torch = _torch()
+    from torch._dynamo.testing import CompileCounter
+
+    compiled_fn, eager_fn, shapes = _case(name, torch)
+    counter, kept, theirs = CompileCounter(), [], []
+    compiled = _filtered(torch, compiled_fn, kept, counter)
+    for seed in range(3):
+        args = [torch.asarray(h) for h in _host(shapes, seed)]
+        _close(compiled(*args), eager_fn(*args))
+    assert counter.frame_count == 1
+    by_hand = FUNCTIONS["affine_backward" if name not in FUNCTIONS else name][1]
+    args = [torch.asarray(h) for h in _host(FUNCTIONS["affine_backward" if name not in FUNCTIONS else name][2])]
+    everything = torch._dynamo.explain(compiled_fn)(*args).out_guards
+    _filtered(torch, by_hand, theirs, CompileCounter())(*args)
+    assert [n for n in kept[0] if "xaffine" in n] == []
+    assert len(kept[0]) == len([g for g in everything if "__import_xaffine" not in g.name])  # the rest, all kept
+    assert len(kept[0]) < len(everything) - 50  # most of them were on xaffine's modules
+    assert len(theirs[0]) == len(torch._dynamo.explain(by_hand)(*args).out_guards)  # none dropped
+
+
+def test_guard_filter_keeps_the_callers_state_guarded(fresh_caches):
+    """The filter keeps what makes compiled code valid for the caller: a layer's settings,
+    the tensors' dtypes and shapes (a bad one still raises xaffine's error at trace time)."""
+    torch = _torch()
+    from torch._dynamo.testing import CompileCounter
+
+    layer = Affine(3, 5, xp="torch", dtype="float64", seed=0)
+    frozen: list[str] = []
+
+    def step(x: Any, g: Any) -> Any:
+        layer.zero_grad()
+        if frozen:
+            layer.freeze(*frozen)
+        out = layer(x)
+        layer.backward(g)
+        layer.unfreeze()
+        return out, layer.grads.get("bias")
+
+    counter = CompileCounter()
+    compiled = _filtered(torch, step, [], counter)
+    x, g = torch.ones(4, 3, dtype=torch.float64), torch.ones(4, 5, dtype=torch.float64)
+    assert compiled(x, g)[1] is not None
+    frozen.append("bias")  # the caller's global list: guarded, so this recompiles
+    assert compiled(x, g)[1] is None
+    assert counter.frame_count == 2
+    with pytest.raises(torch._dynamo.exc.Unsupported, match="must share one dtype"):
+        compiled(torch.ones(4, 3), g)
+    with pytest.raises(torch._dynamo.exc.Unsupported, match=r"`x` has 4 features"):
+        compiled(torch.ones(2, 4, dtype=torch.float64), torch.ones(2, 5, dtype=torch.float64))
+
+
 def test_thread_guard_still_refuses_after_a_compiled_step():
     """Compiled steps skip the thread comparison (no thread runs compiled code's Python);
     eager calls of the same layer keep it."""

@@ -2,7 +2,7 @@
 
 from typing import Any
 
-from ._backends import BackendChoice, default_backend
+from ._backends import BackendChoice, default_backend, skip_guards_on_xaffine
 from ._core import AffineGrads, affine, affine_backward, affine_jvp, affine_vjp
 from ._io import load, save
 from ._layer import Affine
@@ -18,6 +18,7 @@ __all__ = [
     "default_backend",
     "load",
     "save",
+    "skip_guards_on_xaffine",
 ]
 
 __version__ = "0.1.0"

@@ -47,7 +47,9 @@ __all__ = [
     "library_of",
     "library_row",
     "namespace",
+    "on_xaffine",
     "resolve",
+    "skip_guards_on_xaffine",
     "to_numpy",
     "transfer",
 ]
@@ -392,12 +394,11 @@ def _torch_row_sum(a: Any, dtype: Any) -> Any:
 def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     # One kernel, not a product and then an add: each torch call has a fixed cost. But not
     # for float64 on CUDA, where addmm measured slower than the product and the add
-    # together (on an H100: benchmarks/gpu_parts.py, docs/gpu.md).
-    import torch
-
-    if a.dtype == torch.float64 and a.is_cuda:
-        return torch.mm(a, b).add_(c)
-    return torch.addmm(c, a, b)
+    # together (on an H100: benchmarks/gpu_parts.py, docs/gpu.md). The method, not
+    # torch.addmm: on the CPU nothing else is read (under torch.compile, nothing to guard).
+    if a.is_cuda and str(a.dtype) == "torch.float64":
+        return (a @ b).add_(c)
+    return c.addmm(a, b)
 
 
 def _torch_in_place(out: Any, term: Any) -> bool:
@@ -871,6 +872,30 @@ def tracing() -> bool:
     """
     torch = sys.modules.get("torch")
     return torch is not None and bool(torch.compiler.is_dynamo_compiling())
+
+
+def skip_guards_on_xaffine(guard_entries: list[Any]) -> list[bool]:
+    """A ``guard_filter_fn`` for ``torch.compile``: keep every guard but those on xaffine's
+    own modules.
+
+    Each call of compiled code first checks its guards, the conditions under which it
+    stays valid: among them, that each function, table row and constant its traced Python
+    read is unchanged. For xaffine's checks and core that is some 110 guards, a few
+    microseconds per call at tiny sizes. A program does not reassign xaffine's internals,
+    so this filter drops the guards on them; every guard on the caller's own state stays:
+    its tensors (type, dtype, device, shape), its globals, a layer's settings.
+    Pass it as ``torch.compile(fn, options={"guard_filter_fn": skip_guards_on_xaffine})``.
+    A program that monkeypatches xaffine's modules after compiling must not use it.
+    """
+    return [not on_xaffine(entry.orig_guard.originating_source) for entry in guard_entries]
+
+
+def on_xaffine(source: Any) -> bool:
+    """Whether a guard's source starts at one of xaffine's modules, read as a global."""
+    while getattr(source, "base", None) is not None:  # an attribute, item, type() ... of its base
+        source = source.base
+    name = getattr(source, "global_name", None)  # dynamo's alias of module a.b: __import_a_dot_b
+    return isinstance(name, str) and (name == "__import_xaffine" or name.startswith("__import_xaffine_dot_"))
 
 
 def backend_of(obj: object) -> Backend | None:

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backends import Backend, BackendUnavailable, device_name, find_backend
+from .._backends import Backend, BackendUnavailable, device_name, find_backend, on_xaffine, skip_guards_on_xaffine
 from .._core import affine_vjp
 from .._typing import Array, Device, Namespace
 from ._shared import (
@@ -201,20 +201,28 @@ def _compiled_variants(
         return {}, _compare(ours, theirs)
     import torch
 
-    seen: dict[str, tuple[list[str], int]] = {}
+    seen: dict[str, tuple[list[str], int, int]] = {}
     for name, fn in (("xaffine", layer), ("hand", hand)):
         explained = torch._dynamo.explain(fn)(*args)
         nodes = [n for gm in explained.graphs for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
-        seen[name] = ([getattr(n.target, "__name__", str(n.target)) for n in nodes], len(explained.out_guards))
+        guards = explained.out_guards
+        kept = sum(not on_xaffine(g.originating_source) for g in guards)
+        seen[name] = ([getattr(n.target, "__name__", str(n.target)) for n in nodes], len(guards), kept)
     mode = "reduce-overhead" if row.gpu else None
     ours_c, hand_c = (torch.compile(f, fullgraph=True, mode=mode) for f in (layer, hand))
+    # The same with xaffine's guard filter, which leaves the hand-written code's guards as they are.
+    options = {"guard_filter_fn": skip_guards_on_xaffine, **({"triton.cudagraphs": True} if row.gpu else {})}
+    filtered = torch.compile(layer, fullgraph=True, options=options)
     variants: dict[str, Variant] = {
         "xaffine compiled": (lambda: ours_c(*args), row.wait),
         "hand compiled": (lambda: hand_c(*args), row.wait),
+        "xaffine compiled, filtered": (lambda: filtered(*args), row.wait),
     }
-    (ours, our_guards), (theirs, their_guards) = seen["xaffine"], seen["hand"]
+    (ours, our_guards, our_kept), (theirs, their_guards, _) = seen["xaffine"], seen["hand"]
     # Each call of compiled code first checks its guards: what the traced Python read.
-    return variants, f"{_compare(ours, theirs)}; guards: xaffine {our_guards}, hand {their_guards}"
+    return variants, (
+        f"{_compare(ours, theirs)}; guards: xaffine {our_guards} ({our_kept} filtered), hand {their_guards}"
+    )
 
 
 def _primitives(jaxpr: Any) -> list[str]:
@@ -292,7 +300,8 @@ def bench(
     """Time forward+backward of every backend x dtype x shape; see the module docstring.
 
     `compiled` (torch and JAX backends) adds xaffine against the hand-written code under
-    the same compiler: ``torch.compile`` (the ratio ``compiled xaffine/hand``), or, for JAX,
+    the same compiler: ``torch.compile`` (the ratio ``compiled xaffine/hand``, and
+    ``compiled xaffine/hand, filtered`` with `skip_guards_on_xaffine`), or, for JAX,
     whose variants already run under ``jax.jit``, the comparison of the two jaxprs.
 
     Raises
@@ -324,11 +333,14 @@ def bench(
                 result.ratios = {
                     f"xaffine/{key}": _paired(samples["xaffine"], v)
                     for key, v in samples.items()
-                    if key != "xaffine" and not key.endswith(" compiled")
+                    if key != "xaffine" and " compiled" not in key
                 }
                 if "xaffine compiled" in samples:
                     result.ratios["compiled xaffine/hand"] = _paired(
                         samples["xaffine compiled"], samples["hand compiled"]
+                    )
+                    result.ratios["compiled xaffine/hand, filtered"] = _paired(
+                        samples["xaffine compiled, filtered"], samples["hand compiled"]
                     )
                     if row.gpu:
                         result.ratios["compiled xaffine/eager"] = _paired(
