@@ -9,6 +9,7 @@ from array_api_extra.testing import lazy_xp_function
 from tests.helpers import (
     DTYPES,
     assert_matches,
+    host_random,
     make_inputs,
     patch_row,
     reference_backward,
@@ -224,3 +225,19 @@ def test_tensors_that_require_grad_raise_no_warning():
         _, vjp = affine_vjp(x, w, b)
         vjp(g)
         affine_jvp(x, w, b, (x, w, None if isinstance(b, float) else b))
+
+
+@pytest.mark.parametrize("number", [0.5, 2, np.float64(0.5), np.float32(0.5)], ids=["float", "int", "f64", "f32"])
+def test_number_bias_keeps_the_inputs_dtype(backend, number):
+    """A number bias, Python's or a NumPy scalar of any width, adds its value in x's dtype."""
+    dtype = "float32" if backend.has("float32") else "float64"
+    host = [host_random(s, dtype, seed) for seed, s in enumerate(((3, 4), (4,), (3,)))]
+    x, w, g = (backend.asarray(h) for h in host)
+    out, vjp = affine_vjp(x, w, number)
+    assert out.dtype == x.dtype
+    np.testing.assert_allclose(to_numpy(out), host[0] @ host[1] + float(number), rtol=1e-5)
+    db = vjp(g).bias
+    assert db.dtype == x.dtype
+    np.testing.assert_allclose(to_numpy(db), host[2].sum(), rtol=1e-5)
+    _, tangent = affine_jvp(x, w, number, (None, None, number))
+    np.testing.assert_allclose(to_numpy(tangent), np.full(3, float(number)), rtol=1e-5)

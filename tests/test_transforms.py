@@ -248,6 +248,64 @@ def test_torch_compile_in_a_fresh_process():
     assert done.stdout.strip() == "1"
 
 
+@pytest.mark.parametrize("dynamic", [True, None])
+@pytest.mark.parametrize("name", ["affine", "affine_backward", "affine_vjp", "affine_jvp"])
+def test_torch_compile_python_number_bias(name, dynamic, fresh_caches):
+    """A Python float bias (and tangent): torch.compile makes it a symbolic float after one
+    value (at once with dynamic=True), which has no attributes to ask for."""
+    torch = _torch()
+    from torch._dynamo.testing import CompileCounter
+
+    calls = {
+        "affine": (lambda x, w, b: affine(x, w, b), lambda x, w, b: x @ w + b),
+        "affine_backward": (
+            lambda x, w, b: tuple(affine_backward(x[:, 0], x, w, b)),
+            lambda x, w, b: (x[:, :1] * w, x[:, 0] @ x, x[:, 0].sum()),
+        ),
+        "affine_vjp": (lambda x, w, b: affine_vjp(x, w, b)[0], lambda x, w, b: x @ w + b),
+        "affine_jvp": (lambda x, w, b: affine_jvp(x, w, b, (None, w, b)), lambda x, w, b: (x @ w + b, x @ w + b)),
+    }
+    ours, by_hand = calls[name]
+    counter = CompileCounter()
+    compiled = torch.compile(ours, backend=counter, fullgraph=True, dynamic=dynamic)
+    x, w = (torch.asarray(h) for h in _host(((4, 3), (3,))))
+    for b in (0.5, 0.7, 1.5):
+        _close(compiled(x, w, b), by_hand(x, w, b))
+    assert counter.frame_count == (1 if dynamic else 2)  # with dynamic=None: 0.5, then any float
+
+
+def test_torch_compile_around_vmap_over_jvp_tangents(fresh_caches):
+    """A batch of tangents beside an unbatched one, under torch.compile: the batched term is
+    added out of place (in place, vmap cannot write a batch into one array)."""
+    torch = _torch()
+    x, w, b, dx, dw = (torch.asarray(h) for h in _host(((4, 3), (5, 3), (5,), (4, 3), (5, 3))))
+    dbs, dws = torch.stack([b, 2 * b]), torch.stack([w, -w])
+    cases = [
+        (lambda db: affine_jvp(x, w, b, (dx, dw, db))[1], lambda db: dx @ w.T + x @ dw.T + db, dbs),
+        (lambda dw_: affine_jvp(x, w, b, (dx, dw_, None))[1], lambda dw_: dx @ w.T + x @ dw_.T, dws),
+        (lambda dw_: affine_jvp(x, w, b, (None, dw_, b))[1], lambda dw_: x @ dw_.T + b, dws),
+    ]
+    for ours, by_hand, batch in cases:
+        expected = torch.func.vmap(by_hand)(batch)
+        _close(torch.compile(torch.func.vmap(ours), backend="eager", fullgraph=True)(batch), expected)
+        _close(torch.func.vmap(torch.compile(ours, backend="eager"))(batch), expected)
+
+
+# Inductor's autotuning imports torch code that uses torch.jit.script_method, which torch 2.13 deprecates.
+@pytest.mark.filterwarnings("ignore:`torch.jit.script_method` is deprecated:DeprecationWarning")
+@pytest.mark.parametrize("mode", ["max-autotune-no-cudagraphs", "reduce-overhead"])
+def test_torch_compile_modes_one_output_form(mode, fresh_caches):
+    """The one-output form (a 1-D weight, a 0-d bias) under inductor's other modes."""
+    torch = _torch()
+    import shutil
+
+    if not (shutil.which("cc") or shutil.which("gcc") or shutil.which("clang")):
+        pytest.skip("torch.compile's inductor backend needs a C compiler on the CPU")
+    x, w, b = (torch.asarray(h) for h in _host(((4, 3), (3,), ())))
+    compiled = torch.compile(lambda x, w, b: affine(x, w, b), mode=mode, fullgraph=True)
+    _close(compiled(x, w, b), x @ w + b)
+
+
 def _filtered(torch: Any, fn: Callable[..., Any], kept: list[list[str]], counter: Any) -> Callable[..., Any]:
     """`fn` compiled with xaffine's guard filter; `kept` gets the names of each compilation's guards."""
     from xaffine import skip_guards_on_xaffine

@@ -395,18 +395,27 @@ def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     # One kernel, not a product and then an add: each torch call has a fixed cost. But not
     # for float64 on CUDA, where addmm measured slower than the product and the add
     # together (on an H100: benchmarks/gpu_parts.py, docs/gpu.md). The method, not
-    # torch.addmm: on the CPU nothing else is read (under torch.compile, nothing to guard).
+    # torch.addmm: on the CPU nothing else is read (nothing to guard under torch.compile).
+    if c.ndim == 0 and tracing():
+        # The one-output form under torch.compile: a product with a vector, as hand-written
+        # code has it; inductor's max-autotune cannot lower one column plus a 0-d term.
+        return (a @ b[:, 0] + c)[:, None]
     if a.is_cuda and str(a.dtype) == "torch.float64":
-        return (a @ b).add_(c)
+        out = a @ b
+        return out.add_(c) if _torch_in_place(out, c) else out + c
     return c.addmm(a, b)
 
 
 def _torch_in_place(out: Any, term: Any) -> bool:
     # Not a term that torch.func wraps (batched by vmap, or tracked by grad) into an
     # unwrapped `out`: vmap cannot write a batch of results into one unbatched array.
+    # Not under torch.compile, which cannot ask that of a term, and functionalises the
+    # graph: there an in-place add and an add compile alike.
     import torch
 
-    return torch.compiler.is_dynamo_compiling() or not torch._C._functorch.is_functorch_wrapped_tensor(term)
+    if torch.compiler.is_dynamo_compiling():
+        return False
+    return not (isinstance(term, torch.Tensor) and torch._C._functorch.is_functorch_wrapped_tensor(term))
 
 
 _TORCH = Backend(

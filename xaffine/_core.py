@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 
 from ._backends import device_of
-from ._dispatch import Prepared, adopt
+from ._dispatch import PYTHON_NUMBERS, Prepared, adopt, is_number
 from ._typing import Array, Namespace
 from ._validate import GRAD_NAMES, check_grad, check_tangents, check_wrt, prepare
 
@@ -74,10 +74,12 @@ def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
     """``out + term``, in place where `out` was just made here and may be written."""
     if term is None:
         return out
+    if type(term) not in PYTHON_NUMBERS and is_number(term):
+        term = term.item()  # type: ignore[union-attr]  # a NumPy scalar: its value, added in out's dtype
     row = p.row
     if row.add is not None:
         return row.add(out, term)
-    if not hasattr(term, "shape"):
+    if type(term) in PYTHON_NUMBERS:  # (nothing more to ask of torch.compile's symbolic floats)
         return out + term
     writeable = array_api_compat.is_writeable_array(out) if row.in_place is None else row.in_place(out, term)
     if writeable:
@@ -89,7 +91,7 @@ def _add(out: Array, term: Array | complex | None, p: Prepared) -> Array:
 def _forward_rows(x: Array, weight: Array, bias: Array | complex | None, p: Prepared) -> Array:
     # A = X W^T + b, as a matrix of rows; the product is fresh, so the bias is added in place.
     row = p.row
-    if row.matmul_add is not None and hasattr(bias, "shape"):
+    if row.matmul_add is not None and bias is not None and not is_number(bias):
         return row.matmul_add(_rows(x, p.xp), _matrix(weight).T, bias)
     return _add(row.matmul(_rows(x, p.xp), _matrix(weight).T), bias, p)
 

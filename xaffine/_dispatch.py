@@ -17,6 +17,7 @@ from ._typing import Array, Device, Namespace
 
 __all__ = [
     "NO_NUMPY_ARGS",
+    "PYTHON_NUMBERS",
     "Prepared",
     "adopt",
     "array_device",
@@ -30,7 +31,8 @@ __all__ = [
     "not_an_array",
 ]
 
-_NUMBERS = (int, float, complex, np.integer, np.floating, np.complexfloating)
+PYTHON_NUMBERS = (int, float, complex)  # exactly: NumPy's scalars are arrays of a dtype
+_NUMBERS = (*PYTHON_NUMBERS, np.integer, np.floating, np.complexfloating)
 # Tuples, not unions: torch.compile's tracer cannot evaluate ``type | type``.
 _BOOLS = (bool, np.bool_)
 MATRICES = (np.matrix, np.ma.MaskedArray)

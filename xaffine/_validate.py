@@ -18,6 +18,7 @@ from ._backends import library_of, library_row, tracing
 from ._dispatch import (
     MATRICES,
     NO_NUMPY_ARGS,
+    PYTHON_NUMBERS,
     Prepared,
     array_device,
     describe,
@@ -35,7 +36,6 @@ GRAD_NAMES = ("x", "weight", "bias")
 _ALL_GRADS = frozenset(GRAD_NAMES)
 # Tuples, not unions: torch.compile's tracer cannot evaluate ``type | type``.
 _COMPLEX_NUMBERS = (complex, np.complexfloating)
-_PLAIN_NUMBERS = frozenset((int, float, complex))
 
 # Inputs that passed `prepare`, by signature: what every check's outcome depends on (each
 # array's type, dtype and shape; a number's type; `xp`), except devices. The value says
@@ -50,7 +50,7 @@ def prepare(x: Array, weight: Array, bias: Any, *, xp: Any = None) -> Prepared:
         return _prepare(x, weight, bias, xp)[0]
     try:
         key: tuple[Any, ...] = (type(x), x.dtype, x.shape, type(weight), weight.dtype, weight.shape, type(bias), xp)
-        if bias is not None and type(bias) not in _PLAIN_NUMBERS:
+        if bias is not None and type(bias) not in PYTHON_NUMBERS:
             key = (*key, bias.dtype, bias.shape)
         known = _SIGNATURES.get(key)
     except (AttributeError, TypeError):  # not arrays, or unhashable: the full checks say what is wrong
@@ -97,7 +97,7 @@ def _check_each(p: Prepared, *named: tuple[Any, str]) -> None:
     """The row's own check of each array on every call (pydata/sparse's formats and fill values)."""
     if p.row.check is not None:
         for a, name in named:
-            if hasattr(a, "shape") and not is_number(a):
+            if not is_number(a) and hasattr(a, "shape"):
                 p.row.check(a, name)
 
 
@@ -259,7 +259,8 @@ def check_tangents(
         if primal is None:
             msg = f"`{label}` was given but `{name}` is None"
             raise ValueError(msg)
-        if not hasattr(tangent, "shape"):
+        number = type(tangent) in PYTHON_NUMBERS or (is_number(tangent) and is_number(primal))
+        if number or not hasattr(tangent, "shape"):  # (a symbolic float under torch.compile: a number)
             if not is_number(primal):
                 shape = tuple(primal.shape)
                 msg = f"`{label}` must be an array of the shape of `{name}`, {shape}; got {describe(tangent)}"

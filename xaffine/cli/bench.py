@@ -211,7 +211,9 @@ def _compiled_variants(
     mode = "reduce-overhead" if row.gpu else None
     ours_c, hand_c = (torch.compile(f, fullgraph=True, mode=mode) for f in (layer, hand))
     # The same with xaffine's guard filter, which leaves the hand-written code's guards as they are.
-    options = {"guard_filter_fn": skip_guards_on_xaffine, **({"triton.cudagraphs": True} if row.gpu else {})}
+    options: dict[str, Any] = {"guard_filter_fn": skip_guards_on_xaffine}
+    if row.gpu:
+        options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets
     filtered = torch.compile(layer, fullgraph=True, options=options)
     variants: dict[str, Variant] = {
         "xaffine compiled": (lambda: ours_c(*args), row.wait),
