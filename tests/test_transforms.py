@@ -529,6 +529,55 @@ def test_jax_transforms(name, transform):
     _close(run(fn, args, name), run(by_hand, args, name))
 
 
+@pytest.mark.parametrize("dtype", ["float16", "bfloat16", "float32"])
+def test_jax_python_number_bias_under_transforms(dtype):
+    """jax.jit's arguments and jax.grad's variable make a Python number a weakly typed 0-d
+    array: it is still a number, added in x's dtype (a complex one refused for real x)."""
+    jax = _jax()
+    jnp = jax.numpy
+    host = _host(((4, 3), (3,), (4,)))
+    x, w, g = (jnp.asarray(h, dtype=dtype) for h in host)
+    wide = [np.asarray(a, dtype=np.float64) for a in (x, w, g)]
+    out = jax.jit(lambda x, w, b: affine(x, w, b))(x, w, 0.5)
+    assert out.dtype == x.dtype
+    np.testing.assert_allclose(np.asarray(out, dtype=np.float64), wide[0] @ wide[1] + 0.5, rtol=2e-2, atol=2e-2)
+    grads = jax.jit(lambda g, x, w, b: affine_backward(g, x, w, b))(g, x, w, 0.5)
+    assert [a.dtype for a in grads] == [x.dtype] * 3
+    db = jax.grad(lambda b: jnp.sum(affine(x, w, b).astype(jnp.float32)))(0.5)
+    np.testing.assert_allclose(float(db), 4.0)
+    tangent = jax.jit(lambda x, w, b: affine_jvp(x, w, b, (None, None, b))[1])(x, w, 0.5)
+    np.testing.assert_allclose(np.asarray(tangent, dtype=np.float64), np.full(4, 0.5))
+    with pytest.raises(TypeError, match=r"`bias` is a complex number .* but `x` is real"):
+        jax.jit(lambda x, w, b: affine(x, w, b))(x, w, 1j)
+    with pytest.raises(TypeError, match="must share one dtype"):  # a 0-d array of another dtype is not a number
+        affine(x, w, jnp.asarray(0.5, dtype=jnp.float32 if dtype == "float16" else jnp.float16))
+
+
+def test_jax_layer_refuses_tracers():
+    """A layer keeps arrays across calls; a JAX transform's tracers must not outlive it, so a
+    layer refuses them with a message that says what to do (the state dict and the functions),
+    and keeps nothing from the refused call."""
+    jax = _jax()
+    jnp = jax.numpy
+    layer = Affine(3, 5, xp="jax", seed=0)
+    x, g = jnp.ones((4, 3), dtype=layer.weight.dtype), jnp.ones((4, 5), dtype=layer.weight.dtype)
+    before = {k: np.asarray(v) for k, v in layer.state_dict().items()}
+    pattern = r"`{}` is traced by a function transform .*state_dict\(\)"
+    with pytest.raises(RuntimeError, match=pattern.format("x")):
+        jax.jit(lambda x: layer(x))(x)
+    with pytest.raises(RuntimeError, match=pattern.format("x")):
+        jax.grad(lambda x: jnp.sum(layer(x)))(x)
+    layer(x)
+    with pytest.raises(RuntimeError, match=pattern.format("grad")):
+        jax.vmap(lambda g: layer.backward(g))(jnp.stack([g, g]))
+    with pytest.raises(RuntimeError, match=pattern.format("weight")):
+        jax.jit(lambda w: layer.load_state_dict({"weight": w, "bias": layer.bias}))(layer.weight)
+    assert all(np.array_equal(np.asarray(v), before[k]) for k, v in layer.state_dict().items())
+    assert all(v is None for v in layer.grads.values())
+    layer.backward(g)  # eagerly, all is as before
+    _close(layer.grads["weight"], np.asarray(g).T @ np.asarray(x))
+
+
 def test_jax_jitted_training_step_with_the_state_dict(monkeypatch):
     """Parameters in, new parameters out; once traced, no xaffine Python runs per call."""
     jax = _jax()

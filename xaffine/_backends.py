@@ -171,6 +171,10 @@ class Backend:
     compiler: str = ""
     """The compiler people run the library's code under (``"torch.compile"``, ``"jax.jit"``),
     which traces through xaffine's checks; ``""``: none."""
+    traced: Callable[[Any], bool] | None = None
+    """Whether an array is a tracer of the library's function transforms (JAX's jit, grad,
+    vmap), which must not outlive the transform: a layer, which keeps arrays across calls,
+    refuses them. None: the library has none (torch.compile's are handled by the layer)."""
     float64_hint: str = ""
     """What to do when the library made 32-bit arrays where 64-bit ones were asked for."""
     takes_numpy: bool = False
@@ -465,6 +469,12 @@ def _jax_bfloat16_from_bits(bits: np.ndarray[Any, Any], device: Device) -> Any:
     return jax.lax.bitcast_convert_type(jax.device_put(bits, device), jax.numpy.bfloat16)
 
 
+def _jax_traced(a: Any) -> bool:
+    import jax
+
+    return isinstance(a, jax.core.Tracer)
+
+
 _JAX = Backend(
     name="jax",
     module="jax.numpy",
@@ -476,6 +486,7 @@ _JAX = Backend(
     open_device=_jax_device,
     wait=_jax_wait,
     compiler="jax.jit",
+    traced=_jax_traced,
     float64_hint=(
         "JAX keeps 64-bit types only with x64 enabled "
         "(jax.config.update('jax_enable_x64', True), or JAX_ENABLE_X64=1 before importing jax)"

@@ -228,6 +228,7 @@ class Affine:
         self._frozen: frozenset[str] = frozenset()
         self._last: _Forward | None = None
         self._traceable = row is not None and row.compiler == "torch.compile"
+        self._traced = None if row is None else row.traced
         self.input_grad = input_grad
         self.zero_grad()
 
@@ -324,6 +325,7 @@ class Affine:
 
     def forward(self, x: Array) -> Array:
         """``x @ weight.T + bias`` for `x` of shape (..., in_features); keeps what backward needs."""
+        _refuse_traced(self._traced, x, "x")
         params = self._params
         out, vjp = affine_vjp(x, params["weight"], params.get("bias"))
         self._last = _Forward(vjp, _thread_id(self._traceable))
@@ -342,6 +344,7 @@ class Affine:
         ValueError, TypeError
             For a `grad` of the wrong shape, dtype, device or library.
         """
+        _refuse_traced(self._traced, grad, "grad")
         last = self._last  # read once: another thread's forward may replace it meanwhile
         if last is None:
             msg = "backward() needs a forward() first: call the layer on an input"
@@ -444,16 +447,28 @@ def layer_from_state(
 
 
 def _check_replacement(name: str, old: Array, value: Array, xp: Namespace) -> None:
-    """`value` may replace the parameter `old`: same library, shape and dtype."""
+    """`value` may replace the parameter `old`: same library, shape and dtype, not traced."""
     if not hasattr(value, "shape") or library_of(value) != library_of(xp):
         msg = f"`{name}` must be an array of this layer's backend, {library_of(xp)}; got {type(value).__name__}"
         raise TypeError(msg)
+    row = library_row(library_of(xp))
+    _refuse_traced(None if row is None else row.traced, value, name)
     if tuple(value.shape) != tuple(old.shape):
         msg = f"`{name}` must have shape {tuple(old.shape)}; got {tuple(value.shape)}"
         raise ValueError(msg)
     if value.dtype != old.dtype:
         msg = f"`{name}` must have dtype {dtype_name(old.dtype)}; got {dtype_name(value.dtype)}"
         raise TypeError(msg)
+
+
+def _refuse_traced(traced: Callable[[Any], bool] | None, a: object, name: str) -> None:
+    if traced is not None and traced(a):
+        msg = (
+            f"`{name}` is traced by a function transform (jax.jit, grad, vmap, ...): a layer keeps "
+            "arrays across calls, which must not outlive the transform; inside one, call the functions "
+            "(affine_vjp, ...) with the layer's state_dict() and load_state_dict() the result after it"
+        )
+        raise RuntimeError(msg)
 
 
 def _named(params: dict[str, Array], names: tuple[str, ...]) -> frozenset[str]:

@@ -171,7 +171,7 @@ def _check_like(
         raise not_an_array(name, a)
     if type(a) is not type(x) and name not in numpy_args and library_of(a) != library_of(facts.xp):
         raise mixed_libraries([(a, name), (x, "x")])
-    if a.dtype != x.dtype:
+    if a.dtype != x.dtype and not _weak_number(a, name, x, facts):
         own = name not in numpy_args and type(a) is type(x)
         facts_of(a, name, facts.xp if own else None)  # refuses a non-array, non-floating or non-native dtype by name
         msg = (
@@ -186,6 +186,18 @@ def _check_like(
             f"`{host_name}` is on device {device} but `{name}` is on device {array_device(a)}; move them to one device"
         )
         raise ValueError(msg)
+
+
+def _weak_number(a: Any, name: str, x: Array, facts: Prepared) -> bool:
+    """Whether `a` is a Python number that a JAX transform made a 0-d array of a weak type
+    (``jax.jit``'s arguments, ``jax.grad``'s variable): it adds in x's dtype, as the number
+    would; complex for a real `x` is refused as for the number."""
+    if not (getattr(a, "weak_type", False) is True and a.ndim == 0):
+        return False
+    if not facts.complex_ and facts.xp.isdtype(a.dtype, "complex floating"):
+        msg = f"`{name}` is a complex number (a weakly typed {a.dtype} array) but `x` is real ({x.dtype})"
+        raise TypeError(msg)
+    return True
 
 
 def _dims_differ(a: object, b: object) -> bool:
