@@ -306,6 +306,24 @@ def test_torch_compile_modes_one_output_form(mode, fresh_caches):
     _close(compiled(x, w, b), x @ w + b)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")  # as test_torch_func
+def test_torch_compile_around_second_order_one_output_form(fresh_caches):
+    """torch.compile of jacrev over jacfwd of the one-output form's weight gradient."""
+    torch = _torch()
+    from torch.func import jacfwd, jacrev
+
+    x, w, g = (torch.asarray(h) for h in _host(((4, 3), (3,), (4,))))
+
+    def ours(g: Any) -> Any:
+        return (affine_backward(g, x, w, wrt="weight").weight ** 2).sum()
+
+    def by_hand(g: Any) -> Any:
+        return ((g @ x) ** 2).sum()
+
+    compiled = torch.compile(lambda g: jacrev(jacfwd(ours))(g), backend="eager", fullgraph=True)
+    _close(compiled(g), jacrev(jacfwd(by_hand))(g))
+
+
 def _filtered(torch: Any, fn: Callable[..., Any], kept: list[list[str]], counter: Any) -> Callable[..., Any]:
     """`fn` compiled with xaffine's guard filter; `kept` gets the names of each compilation's guards."""
     from xaffine import skip_guards_on_xaffine

@@ -109,7 +109,10 @@ def _backward(
     if "x" in wrt:
         dx = _unrows(_product(g, _matrix(weight), p.complex_, p), tuple(x.shape), p.xp)
     if "weight" in wrt:
-        dw = _product(g.T, _rows(x, p.xp), p.complex_, p)
+        # One output: dA^T is a row, indexed, not a transposed column (which torch.compile
+        # of torch.func's jacrev over jacfwd mis-traces, onto two devices).
+        rows = g.T if weight.ndim == 2 else g[:, 0][None, :]
+        dw = _product(rows, _rows(x, p.xp), p.complex_, p)
         dw = dw if weight.ndim == 2 else dw[0, :]
     if bias is not None and "bias" in wrt:
         db = _row_sum(g, weight.ndim == 1, p)
