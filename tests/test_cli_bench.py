@@ -173,6 +173,6 @@ def test_compiled_column_under_torch_compile():
     # Both graphs were captured whole, and each call's guards are counted: the hand-written
     # code's few (its tensors), xaffine's more (what its checks read while traced).
     # With skip_guards_on_xaffine, those on xaffine's own modules are dropped.
-    found = re.search(r"guards: xaffine (\d+) \((\d+) filtered\), hand (\d+)", result.graphs)
+    found = re.search(r"guards: xaffine (\d+) \((\d+) with the filter\), hand (\d+)", result.graphs)
     ours, filtered, hand = (int(n) for n in found.groups())
     assert 0 < hand < filtered < ours
