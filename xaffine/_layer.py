@@ -293,7 +293,7 @@ class Affine:
         self._set("bias", value)
 
     def _set(self, name: str, value: Array) -> None:
-        _check_replacement(name, self._params[name], value, self.xp)
+        _check_replacement(name, self._params[name], value, self.xp, self._traced)
         self._params[name] = value
 
     def freeze(self, *names: str) -> None:
@@ -388,7 +388,7 @@ class Affine:
             msg = f"this layer has {sorted(self._params)}; the state dict has {sorted(other._params)}"
             raise KeyError(msg)
         for name, value in other._params.items():
-            _check_replacement(name, self._params[name], value, self.xp)
+            _check_replacement(name, self._params[name], value, self.xp, self._traced)
         self._params.update(other._params)
 
     def to(self, xp: Namespace | str | None = None, device: Device | None = None, *, dtype: Any = None) -> Affine:
@@ -446,13 +446,14 @@ def layer_from_state(
     return layer
 
 
-def _check_replacement(name: str, old: Array, value: Array, xp: Namespace) -> None:
+def _check_replacement(
+    name: str, old: Array, value: Array, xp: Namespace, traced: Callable[[Any], bool] | None
+) -> None:
     """`value` may replace the parameter `old`: same library, shape and dtype, not traced."""
     if not hasattr(value, "shape") or library_of(value) != library_of(xp):
         msg = f"`{name}` must be an array of this layer's backend, {library_of(xp)}; got {type(value).__name__}"
         raise TypeError(msg)
-    row = library_row(library_of(xp))
-    _refuse_traced(None if row is None else row.traced, value, name)
+    _refuse_traced(traced, value, name)
     if tuple(value.shape) != tuple(old.shape):
         msg = f"`{name}` must have shape {tuple(old.shape)}; got {tuple(value.shape)}"
         raise ValueError(msg)
