@@ -136,6 +136,15 @@ class BackendCase:
             pytest.skip(f"{self.name} has no {name}")
         return getattr(self.xp, name)
 
+    def cast(self, host: Any, dtype: str) -> Any:
+        """Host data as `dtype` on this backend (a Python number stays a number). Cast on the
+        host where NumPy has the dtype: not every backend holds complex128 (MLX)."""
+        if isinstance(host, (float, complex)):
+            return host
+        if hasattr(np, dtype):
+            return self.asarray(np.asarray(host).astype(dtype))
+        return self.xp.astype(self.asarray(host), getattr(self.xp, dtype))
+
     def asarray(self, host: Any, dtype: str | None = None) -> Any:
         """Move host data (NumPy, or a Python number) to this backend and device."""
         host = np.asarray(host)

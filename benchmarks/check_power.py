@@ -5,13 +5,17 @@ For each backend, dtype and shape, every mutant of tests/mutants.py goes through
 cell says whether the check raised. The right backward runs through the same checks over
 many seeds (``--seeds``): any failure there is a false alarm, and is printed.
 
-Run from the repository root (this writes the table of docs/testing.md)::
+Run from the repository root (this writes the tables of docs/testing.md)::
 
     PYTHONPATH=$PWD python benchmarks/check_power.py --backends numpy,torch,jax --markdown
 
+``--zoo`` does the same for the zoo of other layers (tests/zoo.py): each layer's wrong
+backward at ``--seeds`` points (logits x1), and its right backward at those points at every
+scale of the zoo, as a table per layer and dtype.
+
 ``--margin F`` runs the right backward with every tolerance constant of xaffine.testing
-divided by F: no false alarm at ``--margin 4`` means the defaults sit four times above
-the largest error seen.
+divided by F: no false alarm at ``--margin 2`` means the defaults sit twice above the
+largest error seen.
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ from typing import Any
 import numpy as np
 
 import xaffine.testing as testing
+import xaffine.testing._adjoint
+import xaffine.testing._vjp
 from tests.mutants import BANK, applies, expected, jvp, right_vjp
+from tests.zoo import LAYERS, SCALES, draw
 from xaffine import affine
 from xaffine._backends import BackendUnavailable, find_backend
 from xaffine._reference import random
@@ -137,6 +144,99 @@ def disagreements(cells: dict[tuple[str, str, str, str], dict[str, bool]]) -> li
     ]
 
 
+# -- the zoo --------------------------------------------------------------------------------
+
+TOLERANCE_CONSTANTS = {
+    xaffine.testing._adjoint: ("_SPREAD", "_NARROW_SPREAD", "_WIDE_RTOL", "_NARROW_RTOL"),
+    xaffine.testing._vjp: ("_ROUNDING", "_TRUNCATION_MARGIN", "_UNRESOLVED"),
+}
+ZOO_DTYPES = {False: ("float64", "float32", "float16", "bfloat16"), True: ("complex128", "complex64")}
+
+
+def _zoo_points(
+    backends: list[str], seeds: int, scale: float | None
+) -> Iterator[tuple[str, Any, str, int, tuple[Any, ...]]]:
+    """(backend, layer, dtype, seed, arguments) at logits times `scale` (every zoo scale if None)."""
+    for name in backends:
+        _, xp, device, _ = find_backend(name).load(exact=True)
+        for layer in LAYERS:
+            for dtype in ZOO_DTYPES[layer.complex_]:
+                if not hasattr(xp, dtype):
+                    continue
+                for seed in range(seeds):
+                    rng = np.random.default_rng([seed, len(layer.name)])
+                    for s in SCALES[dtype] if scale is None else (scale,):
+                        host = draw(layer, rng, dtype, s)
+                        args = tuple(xp.astype(xp.asarray(a, device=device), getattr(xp, dtype)) for a in host)
+                        yield name, layer, dtype, seed, args
+
+
+def _zoo_catches(check: str, layer: Any, vjp: Any, args: tuple[Any, ...], seed: int) -> bool:
+    try:
+        if check == "adjoint":
+            testing.check_adjoint(layer.jvp, vjp, args, seed=seed)
+        else:
+            testing.check_vjp(layer.f, vjp, args, mode=check, seed=seed)
+    except AssertionError:
+        return True
+    return False
+
+
+def _zoo_checks(args: tuple[Any, ...]) -> tuple[str, ...]:
+    return CHECKS if max(int(np.prod(a.shape)) for a in args) <= FULL_LIMIT else CHECKS[:2]
+
+
+def zoo_main(backends: list[str], options: argparse.Namespace) -> int:
+    """The zoo's false alarms and table; a wrong backward missed in float64, float32 or the
+    complex dtypes (which tests/test_zoo.py claims caught) fails the run."""
+    alarms = [
+        f"{name} {layer.name} {dtype} seed {seed} {check}"
+        for name, layer, dtype, seed, args in _zoo_points(backends, options.seeds, None)
+        for check in _zoo_checks(args)
+        if _zoo_catches(check, layer, layer.vjp, args, seed)
+    ]
+    print(f"zoo false alarms over {options.seeds} seeds (margin {options.margin:g}): {len(alarms)}")
+    for alarm in alarms:
+        print("  " + alarm)
+    if options.margin != 1.0:
+        return 1 if alarms else 0
+    caught: dict[tuple[str, str, str], list[bool]] = defaultdict(list)
+    for _, layer, dtype, seed, args in _zoo_points(backends, options.seeds, 1.0):
+        for check in _zoo_checks(args):
+            caught[(layer.name, dtype, check)].append(_zoo_catches(check, layer, layer.wrong[1], args, seed))
+    missed = [key for key, results in caught.items() if key[1] not in ("float16", "bfloat16") and not all(results)]
+    if options.markdown:
+        print(zoo_markdown(caught, options.seeds))
+    print(f"wrong zoo backwards missed in float64, float32 or complex: {len(missed)}")
+    for key in missed:
+        print("  " + " ".join(key))
+    return 1 if alarms or missed else 0
+
+
+def zoo_markdown(caught: dict[tuple[str, str, str], list[bool]], seeds: int) -> str:
+    lines = [
+        f"\nEach layer's wrong backward at {seeds} points (logits x1); each cell: check_adjoint / check_vjp fast "
+        "/ check_vjp full (where every argument has at most 64 elements); ✓ caught at every point, "
+        "✗ (k/n) missed at k of n\n",
+        "| layer | wrong backward | " + " | ".join(ZOO_DTYPES[False]) + " |",
+        "|---|---|" + "---|" * len(ZOO_DTYPES[False]),
+    ]
+    for layer in LAYERS:
+        cells = []
+        for dtype in ZOO_DTYPES[layer.complex_]:
+            marks = []
+            for check in CHECKS:
+                results = caught.get((layer.name, dtype, check))
+                if results:
+                    misses = results.count(False)
+                    marks.append("✓" if not misses else f"✗ ({misses}/{len(results)})")
+            cells.append(" / ".join(marks))
+        if layer.complex_:
+            cells = [f"{d}: {c}" for d, c in zip(ZOO_DTYPES[True], cells, strict=True)] + [""] * 2
+        lines.append(f"| {layer.name} | {layer.wrong[0]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backends", default="numpy,torch,jax")
@@ -144,9 +244,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=20, help="seeds of the right backward per case")
     parser.add_argument("--margin", type=float, default=1.0, help="divide every default tolerance constant by this")
     parser.add_argument("--markdown", action="store_true", help="print the table of docs/testing.md")
+    parser.add_argument("--zoo", action="store_true", help="the zoo of other layers (tests/zoo.py), not the bank")
     options = parser.parse_args(argv)
-    for constant in ("_NARROW_RTOL", "_WIDE_RTOL", "_ROUNDING", "_TRUNCATION_MARGIN"):
-        setattr(testing, constant, getattr(testing, constant) / options.margin)
+    for module, constants in TOLERANCE_CONSTANTS.items():
+        for constant in constants:
+            setattr(module, constant, getattr(module, constant) / options.margin)
     backends, shapes = [], options.shapes.split(",")
     for name in options.backends.split(","):
         try:
@@ -155,6 +257,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: skipped ({exc.reason})", file=sys.stderr)
             continue
         backends.append(name)
+    if options.zoo:
+        return zoo_main(backends, options)
     alarms = false_alarms(backends, shapes, options.seeds)
     print(f"false alarms over {options.seeds} seeds (margin {options.margin:g}): {len(alarms)}")
     for alarm in alarms:

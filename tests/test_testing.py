@@ -36,7 +36,7 @@ def _bank_args(backend, dtype, x_shape, n):
     host = "complex128" if complex_ else "float64"
     k = x_shape[-1]
     parts = (host_random(x_shape, host, 0), host_random((n, k), host, 1) / np.sqrt(k), host_random((n,), host, 2))
-    return tuple(_moved(backend, a, dtype) for a in parts), host_random(x_shape, host, 9)
+    return tuple(backend.cast(a, dtype) for a in parts), host_random(x_shape, host, 9)
 
 
 @pytest.mark.parametrize(
@@ -254,15 +254,6 @@ CASE_HOME = {"float64": "numpy", "float32": "numpy", "float16": "numpy", "comple
 CASE_HOME["bfloat16"] = "torch"
 
 
-def _moved(backend, host, dtype):
-    if isinstance(host, (float, complex)):
-        return host
-    if hasattr(np, dtype):  # cast on the host: not every backend holds complex128 (MLX)
-        return backend.xp.asarray(np.asarray(host).astype(dtype), device=backend.device)
-    moved = backend.xp.asarray(np.asarray(host), device=backend.device)
-    return backend.xp.astype(moved, getattr(backend.xp, dtype))
-
-
 def _alarms(case, args, seed):
     checks = [("check_adjoint", check_adjoint, case.jvp, {}), ("check_vjp fast", check_vjp, case.f, {})]
     if all(np.size(a) <= 64 for a in case.args):
@@ -289,7 +280,7 @@ def test_no_false_alarms_on_random_right_backwards(backend, dtype):
     alarms = []
     for number in range(CASES):
         case = random_case(rng, dtype)
-        args = tuple(_moved(backend, a, dtype) for a in case.args)
+        args = tuple(backend.cast(a, dtype) for a in case.args)
         # Values past the dtype's range are part of the cases: NumPy's warning for them is not the point.
         with np.errstate(over="ignore"):
             alarms += [f"case {number} ({case.label}), {alarm}" for alarm in _alarms(case, args, number)]
@@ -301,7 +292,7 @@ def _tanh_args(backend, dtype, big=None):
     x, w = 0.1 * rng.standard_normal((16, 8)), rng.standard_normal((4, 8))
     if big is not None:
         x[0, 0] = big
-    return _moved(backend, x, dtype), _moved(backend, w, dtype)
+    return backend.cast(x, dtype), backend.cast(w, dtype)
 
 
 @pytest.mark.parametrize("big", [1e4, 1e5, 1e8])
@@ -370,7 +361,7 @@ def test_an_overflow_of_the_callers_dtype_is_no_false_alarm(backend):
     backend.dtype("float16")
     host = inputs((16, 3), 2, "float64", seed=0)
     x = np.full((16, 3), 6e4)
-    args = tuple(_moved(backend, a, "float16") for a in (x, host.weight, host.bias))
+    args = tuple(backend.cast(a, "float16") for a in (x, host.weight, host.bias))
     with np.errstate(over="ignore"):
         check_vjp(affine, right_vjp, args, argnames=NAMES)
         check_adjoint(jvp, right_vjp, args, argnames=NAMES)
@@ -422,3 +413,244 @@ def test_an_infinite_gradient_fails_check_adjoint_without_warnings(backend):
 def test_an_infinite_gradient_fails_check_vjp_without_warnings(backend):
     with pytest.raises(AssertionError, match="gradient check failed"):
         check_vjp(affine, _every_weight_gradient_infinite, _args(backend, "float64"), argnames=NAMES)
+
+
+# -- what the checks hand the user's functions, and what those write into --------------------
+
+# Where `a *= s` writes into the array itself; elsewhere it makes a new one (JAX's arrays
+# cannot be written; Dask, ndonnx and pydata/sparse rebind the name), and the slip is a
+# wrong value, caught as one.
+WRITES_IN_PLACE = ("numpy", "torch", "array_api_strict", "mlx", "cupy")
+
+
+def _halves_its_cotangent(ct, x, w, b):
+    ct *= 0.5
+    return right_vjp(ct, x, w, b)
+
+
+def _centres_its_input(ct, x, w, b):
+    x -= xp_of(x).mean(x, axis=0)
+    return right_vjp(ct, x, w, b)
+
+
+def _doubles_its_tangent(t, x, w, b):
+    dx = t[0]
+    dx *= 2.0
+    return jvp((dx, *t[1:]), x, w, b)
+
+
+def _centring_forward(x, w, b):
+    x -= xp_of(x).mean(x, axis=0)
+    return affine(x, w, b)
+
+
+WRITERS = {
+    "vjp into its cotangent": (jvp, _halves_its_cotangent, affine, "vjp wrote into its cotangent"),
+    "vjp into an argument": (jvp, _centres_its_input, affine, "vjp wrote into argument `x`"),
+    "jvp into its tangents": (_doubles_its_tangent, right_vjp, None, r"jvp wrote into its tangents\[0\]"),
+    "f into an argument": (None, right_vjp, _centring_forward, "f wrote into argument `x`"),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("writer", list(WRITERS))
+def test_a_function_that_writes_into_what_it_is_handed_fails(backend, writer, dtype):
+    """The checks hand the user's functions copies of their own: a write into one fails the
+    check, naming the array (where the library writes in place), and the caller's arrays
+    stay as they were."""
+    first, vjp, f, message = WRITERS[writer]
+    backend.dtype(dtype)
+    args = _args(backend, dtype, x_shape=(5, 3), n=2)
+    before = [to_numpy(a).copy() for a in args]
+    in_place = backend.row.library in WRITES_IN_PLACE
+    runs = []
+    if first is not None:
+        runs.append(lambda: check_adjoint(first, vjp, args, argnames=NAMES))
+    if f is not None and backend.row.library not in COSTLY_PER_OPERATION:
+        runs.append(lambda: check_vjp(f, vjp, args, argnames=NAMES))
+    for run in runs:
+        if not in_place and writer.startswith("f "):
+            run()  # a forward that makes a new array and uses it is a right forward
+            continue
+        with pytest.raises(AssertionError, match=message if in_place else None):
+            run()
+    for a, host in zip(args, before, strict=True):
+        np.testing.assert_array_equal(to_numpy(a), host)
+
+
+def test_a_right_function_that_writes_into_its_own_arrays_passes(backend):
+    """Writing into arrays a function made itself is no slip."""
+
+    def vjp(ct, x, w, b):
+        g = list(right_vjp(ct, x, w, b))
+        if backend.row.library in WRITES_IN_PLACE:
+            g[0] *= 1.0
+        return tuple(g)
+
+    check_adjoint(jvp, vjp, _args(backend, "float64"), argnames=NAMES)
+
+
+def test_numpy_scalar_results_are_0d_arrays():
+    """NumPy gives np.float64 for a function of a 0-d array: the checks take it as a 0-d array."""
+    x = (np.asarray(0.7),)
+    check_vjp(np.exp, lambda ct, x: (ct * np.exp(x),), x)
+    check_vjp(np.exp, lambda ct, x: (ct * np.exp(x),), x, mode="full")
+    check_adjoint(lambda t, x: np.exp(x) * t[0], lambda ct, x: (ct * np.exp(x),), x)
+    with pytest.raises(AssertionError, match="gradient check failed"):
+        check_vjp(np.exp, lambda ct, x: (1.01 * ct * np.exp(x),), x)
+    with pytest.raises(AssertionError, match="adjoint identity failed"):
+        check_adjoint(lambda t, x: np.exp(x) * t[0], lambda ct, x: (1.01 * ct * np.exp(x),), x)
+
+
+# -- values near the ends of each dtype's range ----------------------------------------------
+
+# (dtype, the size of x and b): the affine layer's outputs stay finite, its squares do not.
+EXTREMES = [
+    ("float64", 1e-170),
+    ("float64", 1e-100),
+    ("float64", 1e100),
+    ("float64", 1e155),
+    ("float32", 1e-20),
+    ("float32", 1e18),
+    ("float16", 1e-2),
+    ("float16", 1e2),
+    ("complex128", 1e-170),
+    ("complex128", 1e150),
+]
+
+
+@pytest.mark.parametrize(("dtype", "size"), EXTREMES, ids=[f"{d}-{s:g}" for d, s in EXTREMES])
+def test_no_false_alarm_and_no_warning_near_the_ends_of_the_range(backend, dtype, size):
+    """Tolerances are scaled sums: they neither overflow nor underflow (warnings are errors
+    in this suite), and a gradient 1% off is still caught."""
+    backend.dtype(dtype)
+    host = inputs((6, 4), 3, "complex128" if dtype.startswith("complex") else "float64", seed=1)
+    args = (backend.cast(host.x * size, dtype), backend.cast(host.weight, dtype), backend.cast(host.bias * size, dtype))
+    check_adjoint(jvp, right_vjp, args, argnames=NAMES)
+    wide = "complex128" if dtype.startswith("complex") else "float64"
+    if backend.has(wide):
+        check_vjp(affine, right_vjp, args, argnames=NAMES)
+    with pytest.raises(AssertionError, match="adjoint identity failed"):
+        check_adjoint(jvp, weight_grad_scaled_by(1.01), args, argnames=NAMES)
+
+
+# -- the checks' own arguments ---------------------------------------------------------------
+
+_POINT = (np.ones((3, 2)), np.ones((2, 2)), np.zeros(2))
+BAD_OPTIONS = [
+    ({"mode": "slow"}, ValueError, r"`mode` must be 'fast' or 'full'; got 'slow'"),
+    ({"mode": 1}, TypeError, r"`mode` must be 'fast' or 'full'; got 1"),
+    ({"directions": 0}, ValueError, r"`directions` must be an int of at least 1; got 0"),
+    ({"directions": -1}, ValueError, r"`directions` must be an int of at least 1; got -1"),
+    ({"directions": 1.5}, TypeError, r"`directions` must be an int of at least 1; got float 1.5"),
+    ({"directions": True}, TypeError, r"`directions` must be an int of at least 1; got bool True"),
+    ({"seed": None}, TypeError, r"`seed` must be an int of at least 0; got NoneType None"),
+    ({"seed": -1}, ValueError, r"`seed` must be an int of at least 0; got -1"),
+    ({"seed": "0"}, TypeError, r"`seed` must be an int of at least 0; got str '0'"),
+    ({"rtol": "1e-3"}, TypeError, r"`rtol` must be a non-negative finite number or None; got str '1e-3'"),
+    ({"rtol": -1e-3}, ValueError, r"`rtol` must be a non-negative finite number or None; got -0.001"),
+    ({"atol": -1}, ValueError, r"`atol` must be a non-negative finite number or None; got -1"),
+    ({"atol": float("nan")}, ValueError, r"`atol` must be a non-negative finite number or None; got nan"),
+    ({"rtol": float("inf")}, ValueError, r"`rtol` must be a non-negative finite number or None; got inf"),
+    ({"argnames": ("x", "weight")}, ValueError, r"`argnames` must name each of the 3 arguments; got 2"),
+    ({"argnames": "xwb"}, TypeError, r"`argnames` must be a sequence of str, one per argument; got str"),
+    ({"argnames": ("x", 1, "b")}, TypeError, r"`argnames` must hold str"),
+]
+
+
+@pytest.mark.parametrize(("options", "error", "message"), BAD_OPTIONS, ids=[repr(o) for o, _, _ in BAD_OPTIONS])
+@pytest.mark.parametrize("check", ["check_vjp", "check_adjoint"])
+def test_the_checks_arguments_are_checked(check, options, error, message):
+    if check == "check_adjoint" and set(options) & {"mode", "directions"}:
+        pytest.skip("check_adjoint has no `mode` or `directions`")
+    run = check_vjp if check == "check_vjp" else check_adjoint
+    first = affine if check == "check_vjp" else jvp
+    with pytest.raises(error, match=message):
+        run(first, right_vjp, _POINT, **options)
+
+
+@pytest.mark.parametrize(
+    ("returned", "message"),
+    [((np.ones(2), np.ones(2)), "got tuple"), (None, "got NoneType None"), ("out", "got str")],
+)
+def test_a_forward_must_return_one_array(returned, message):
+    with pytest.raises(TypeError, match=rf"`f` must return one array \(of the arguments' library\); {message}"):
+        check_vjp(lambda *a: returned, right_vjp, _POINT)
+    with pytest.raises(TypeError, match=rf"`jvp` must return one array \(of the arguments' library\); {message}"):
+        check_adjoint(lambda t, *a: returned, right_vjp, _POINT)
+
+
+def test_the_checks_take_callables_and_a_sequence_of_arguments():
+    with pytest.raises(TypeError, match="`vjp` must be callable; got NoneType None"):
+        check_vjp(affine, None, _POINT)
+    with pytest.raises(TypeError, match="`jvp` must be callable; got int 3"):
+        check_adjoint(3, right_vjp, _POINT)
+    with pytest.raises(
+        TypeError, match=r"`args` must be a tuple or list of the function's arguments; got numpy\.ndarray"
+    ):
+        check_vjp(affine, right_vjp, np.ones(3))
+
+
+def test_numpy_integer_seed_and_directions_are_taken():
+    check_vjp(affine, right_vjp, _POINT, seed=np.int64(3), directions=np.int32(2))
+
+
+# -- a backend whose float64 is not float64-accurate ----------------------------------------
+
+
+def test_float64_accuracy_is_measured(backend):
+    """MLX computes float64's exp to float32's accuracy; the other backends to float64's."""
+    from xaffine.testing._sums import EPS64, float64_accuracy
+
+    backend.dtype("float64")
+    accuracy = float64_accuracy(backend.xp, backend.device)
+    if backend.row.library == "mlx":
+        assert 1e-9 < accuracy < 1e-5
+    else:
+        assert accuracy == EPS64
+
+
+@pytest.mark.parametrize("function", ["exp", "sigmoid"])
+def test_right_elementwise_backward_passes_on_the_backends_float64(backend, function):
+    """Elementwise functions of the backend's own float64 (MLX's exp is float32-accurate)."""
+    backend.dtype("float64")
+    xp = backend.xp
+
+    def f(x):
+        return xp.exp(x) if function == "exp" else 1.0 / (1.0 + xp.exp(-x))
+
+    def vjp(ct, x):
+        return (ct * f(x) * (1.0 if function == "exp" else (1.0 - f(x))),)
+
+    def jvp_(t, x):
+        return vjp(t[0], x)[0]
+
+    x = (backend.cast(np.linspace(-3.0, 3.0, 13), "float64"),)
+    check_adjoint(jvp_, vjp, x)
+    check_vjp(f, vjp, x)
+    if backend.row.library not in COSTLY_PER_OPERATION:
+        check_vjp(f, vjp, x, mode="full")
+
+
+def test_a_less_accurate_float64_is_named_in_the_message(monkeypatch):
+    """A backend measured at float32's accuracy: a right backward passes, a wrong one fails
+    with a message that says the tolerances follow the measured accuracy."""
+    from xaffine.testing import _adjoint, _vjp
+
+    for module in (_adjoint, _vjp):
+        monkeypatch.setattr(module, "float64_accuracy", lambda xp, device: 2.6e-7)
+
+    def f(x):  # float64 in name, float32 in accuracy
+        return np.exp(x.astype(np.float32)).astype(np.float64)
+
+    def vjp(ct, x):
+        return (ct * f(x),)
+
+    x = (np.linspace(-3.0, 3.0, 13),)
+    check_vjp(f, vjp, x)
+    check_vjp(f, vjp, x, mode="full")
+    check_adjoint(lambda t, x: vjp(t[0], x)[0], vjp, x)
+    with pytest.raises(AssertionError, match=r"accurate to about 2\.6e-07"):
+        check_vjp(f, lambda ct, x: (1.1 * ct * f(x),), x)
+    with pytest.raises(AssertionError, match=r"accurate to about 2\.6e-07"):
+        check_adjoint(lambda t, x: vjp(t[0], x)[0], lambda ct, x: (1.1 * ct * f(x),), x)

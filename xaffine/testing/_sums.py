@@ -1,0 +1,166 @@
+"""The checks' own arithmetic: inner products, sizes of rounding, and the host's view of them.
+
+Sizes are computed so that they neither overflow nor underflow where the values they
+measure do not (``max |a| sqrt(sum (|a| / max |a|)^2)``): a check on values near 1e155 or
+1e-170 in float64 has a finite, non-zero tolerance.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
+
+import numpy as np
+
+from .._backends import to_numpy
+from .._dispatch import is_number
+from .._typing import Namespace
+from ._common import is_complex
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+EPS64 = float(np.finfo(np.float64).eps)
+
+
+# The checks' own sums and products meet the infinities and NaNs of a wrong gradient, and
+# report them as failed checks; NumPy's warnings about them (pydata/sparse computes with
+# its fill values too: inf * 0) would only repeat that, or, where warnings are errors,
+# hide it. The user's functions run outside this.
+def quiet(function: _F) -> _F:
+    @functools.wraps(function)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(invalid="ignore", over="ignore", divide="ignore", under="ignore"):
+            return function(*args, **kwargs)
+
+    return cast(_F, run)
+
+
+def zero_where_not(mask: Any, a: Any, xp: Namespace) -> Any:
+    """Array `a` where `mask` holds, else 0, without computing with what is masked out."""
+    return xp.where(mask, a, xp.zeros_like(a))
+
+
+def magnitude(a: Any, xp: Namespace) -> Any:
+    return abs(a) if is_number(a) else xp.abs(a)
+
+
+@quiet
+def inner(u: Any, v: Any, xp: Namespace) -> Any:
+    """``Re sum(conj(u) * v)``, the real inner product (of C^n as R^2n): a real 0-d array, or
+    a number when both are numbers."""
+    if is_number(u) and is_number(v):
+        return (complex(u).conjugate() * v).real
+    if is_number(u):
+        u, v = v, u  # the real part of conj(u) v is that of conj(v) u
+    product = (xp.conj(u) if is_complex(u, xp) else u) * v
+    if is_complex(product, xp):
+        product = xp.real(product)
+    return xp.sum(product)
+
+
+@quiet
+def root_sum_squares(a: Any, xp: Namespace) -> Any:
+    """``sqrt(sum a^2)`` of non-negative `a` (an array or a number), scaled by its largest
+    element so that the squares neither overflow nor underflow; 0 for an empty array."""
+    if is_number(a):
+        return a
+    if math.prod(a.shape) == 0:
+        return 0.0
+    largest = xp.max(a)
+    unit = xp.where(largest > 0, largest, xp.ones_like(largest))
+    return largest * xp.sqrt(xp.sum((a / unit) ** 2))
+
+
+def pair_size(u: Any, v: Any, xp: Namespace) -> Any:
+    """``sqrt(sum |u|^2 |v|^2)``: the statistical size of the rounding collected by ``<u, v>``."""
+    return root_sum_squares(magnitude(u, xp) * magnitude(v, xp), xp)
+
+
+@quiet
+def nonfinite_count(values: Sequence[Any], xp: Namespace) -> Any:
+    count: Any = 0.0
+    for v in values:
+        if v is None:
+            continue
+        if is_number(v):
+            count = count + float(not math.isfinite(abs(v)))
+        else:
+            count = count + xp.sum(1.0 - xp.astype(xp.isfinite(v), xp.float64))
+    return count
+
+
+def evaluate(scalars: list[Any], xp: Namespace) -> np.ndarray[Any, Any]:
+    """A list of real 0-d arrays of the backend and numbers, on the host as float64; the
+    arrays computed in one go (one graph on a lazy backend)."""
+    out = np.array([float(s) if is_number(s) else 0.0 for s in scalars])
+    where = [k for k, s in enumerate(scalars) if not is_number(s)]
+    if where:
+        # The widest the backend has (MLX computes complex64's sums in float32).
+        wide = next(getattr(xp, name) for name in ("float64", "float32") if hasattr(xp, name))
+        arrays = [xp.astype(xp.reshape(scalars[k], ()), wide) for k in where]
+        # A lazy backend (Dask) computes the sums here, in its own threads, which np.errstate
+        # does not reach: its warnings about a wrong gradient's infinities are the checks' to
+        # report, as failures.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            out[where] = to_numpy(xp.stack(arrays))
+    return out
+
+
+def on_host(a: Any) -> Any:
+    """A float64 (complex128) NumPy copy of a backend array; numbers and None as they are."""
+    if a is None or is_number(a):
+        return a
+    host = to_numpy(a)
+    return host.astype(np.complex128 if np.iscomplexobj(host) else np.float64)
+
+
+# What a backend's float64 functions are accurate to, by (namespace, device): measured once.
+_ACCURACY: dict[tuple[int, str], float] = {}
+_BATTERY_POINTS = np.linspace(-4.0, 4.0, 97) + 1.0 / 7.0
+_OWN_ROUNDING = 16.0
+
+
+def float64_accuracy(xp: Namespace, device: Any) -> float:
+    """The largest relative error of the backend's float64 ``exp``, ``log``, ``sin``,
+    ``tanh``, ``sqrt`` and division against NumPy's, or float64's eps if smaller.
+
+    MLX computes ``exp`` of float64 to float32's accuracy (about 4e-7): the checks' float64
+    tolerances and steps use the measured accuracy, and their messages say so.
+    """
+    key = (id(xp), str(device))
+    if key not in _ACCURACY:
+        _ACCURACY[key] = _measure(xp, device)
+    return _ACCURACY[key]
+
+
+@quiet
+def _measure(xp: Namespace, device: Any) -> float:
+    p = _BATTERY_POINTS
+    expected = [np.exp(p), np.log(np.abs(p) + 0.5), np.sin(p), np.tanh(p), np.sqrt(np.abs(p)), p / 3.0]
+    try:
+        a = xp.asarray(p, dtype=xp.float64, device=device)
+        found = [xp.exp(a), xp.log(xp.abs(a) + 0.5), xp.sin(a), xp.tanh(a), xp.sqrt(xp.abs(a)), a / 3.0]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = to_numpy(xp.stack(found))
+    except Exception:  # a backend that cannot run the battery: float64 taken at its word
+        return EPS64
+    # Relative errors, but absolute ones below 1: near a zero of sin, float64's own rounding
+    # of the point is a large relative error of the result.
+    expected_ = np.stack(expected)
+    error = float(np.max(np.abs(values - expected_) / np.maximum(np.abs(expected_), 1.0)))
+    # A few units in the last place are float64's own: only a backend well past them counts.
+    return error if math.isfinite(error) and error > _OWN_ROUNDING * EPS64 else EPS64
+
+
+def accuracy_note(eps: float) -> str:
+    """What a message adds where the backend's float64 is less accurate than float64."""
+    if eps <= EPS64:
+        return ""
+    return (
+        f"; this backend's float64 functions are accurate to about {eps:.1e} (measured on exp, log, sin, "
+        f"tanh), not float64's {EPS64:.1e}, and the tolerances use that"
+    )
