@@ -40,7 +40,6 @@ from ._sums import (
     on_host,
     pair_size,
     quiet,
-    root_sum_squares,
     zero_where_not,
 )
 
@@ -49,13 +48,14 @@ _HOST: Namespace = array_api_compat.numpy  # where sums go that the backend cann
 # tolerance is `_SPREAD` times that, where it exceeds the rounding floor (check_adjoint's Notes).
 _SPREAD = 4.0
 _NARROW_SPREAD = 8.0
+_COTANGENT_SPLITS = 3  # the narrow run's cotangent split this many times (see `_split_all`)
 # How a float64 identity's reference difference in float32 scales (see `_against_reference`).
 _ABSORPTION = 100.0
 # The rounding floors: the float64 identity's in units of eps sqrt(n) times its worst-case
 # scale; the narrow identity's in units of eps times the rounding's statistical size.
 _WIDE_RTOL = 8.0
 _NARROW_RTOL = 8.0
-_PER_PROBE = 8  # the scalars each identity evaluates: see `_probe_scalars`
+_PER_PROBE = 9  # the scalars each identity evaluates: see `_probe_scalars`
 
 
 @dataclass
@@ -71,7 +71,8 @@ class _Run:
     eps: float
     copies: str | None
     narrow: bool
-    split_grads: tuple[list[Any], list[Any]] | None = None  # at the cotangent's two parts (narrow)
+    split_grads: list[tuple[list[Any], list[Any]]] | None = None  # at the cotangent's parts (narrow)
+    out_of_range: Any = None  # how many of its values float32 does not hold (`_out_of_range`)
 
 
 @dataclass
@@ -118,70 +119,43 @@ def check_adjoint(
     Parameters
     ----------
     jvp : callable
-        ``jvp(tangents, *args) -> tangent_out``, with one tangent per argument
-        (``None`` meaning zero). For a linear function, ``lambda t, *a: f(*t)``.
+        ``jvp(tangents, *args) -> tangent_out``, one tangent per argument (``None``
+        meaning zero). For a linear function, ``lambda t, *a: f(*t)``.
     vjp : callable
         ``vjp(cotangent, *args) -> grads``, one gradient per argument, ``None`` for an
         argument not checked.
     args : sequence
         The point: arrays of one library (a Python number may stand for a scalar).
     seed : int
-        Seed (a non-negative int) of the generator that draws the tangents, the cotangent
-        and the moves.
+        Seed (non-negative) of the generator that draws tangents and cotangents.
     rtol, atol : float, optional
-        A probe passes when ``|lhs - rhs| <= atol + max(rtol * scale, 4 * spread)`` (see
-        Notes). Default `rtol`: ``8 * eps64 * sqrt(n)`` for the float64 identity (``n``
-        the longest axis involved) and ``8 * eps`` of the arguments' dtype for the identity
-        in that dtype; a given `rtol` replaces both. Default `atol`: 0 for the float64
-        identity; in a narrow dtype, ``8 * spacing * sqrt(size of J t + size of t)``,
-        ``spacing`` that of the dtype's subnormal numbers, whose rounding is absolute.
+        A probe passes when ``|lhs - rhs| <= atol + max(rtol * scale, k * rounding)``
+        (docs/testing.md). Default `rtol`: ``8 eps64 sqrt(n)`` (float64 identity, ``n``
+        the longest axis) and ``8 eps`` of the arguments' dtype (narrow identity).
+        Default `atol`: 0 in float64; in a narrow dtype, the rounding of its subnormals.
     argnames : sequence of str, optional
         Names of the arguments (one each), for messages.
 
     Raises
     ------
     AssertionError
-        When the identity fails; a gradient has the wrong shape, dtype or device; a result
-        in the arguments' dtype is infinite or NaN where its float64 counterpart is finite
-        and within that dtype's range; `jvp` or `vjp` raises on float64 copies of the
-        arguments, or writes into an array it was handed (its tangents, its cotangent, an
-        argument). The message gives both sides, the difference, the tolerance and the
-        seed; where moving the point by a few eps moves the sides as much as their size,
-        it says the point is too ill-conditioned to check, not that the backward is wrong.
+        When the identity fails (both sides, the tolerance and the seed, or that the
+        point is too ill-conditioned to check); a gradient of the wrong shape, dtype or
+        device, or not finite where float64's is; `jvp` or `vjp` raising on float64
+        copies, or writing into an array it was handed.
     TypeError, ValueError
-        For arguments of the check that are not what it takes (naming the parameter).
+        For arguments of the check that are not what it takes, naming the parameter.
 
     Notes
     -----
-    For ``J`` the Jacobian at `args`, ``Re <ct, J t> = Re <J* ct, t>`` for every ``t``
-    and ``ct``, with ``<u, v> = sum(conj(u) * v)``: the real inner product, in which a
-    complex number is a pair of reals. ``J*`` is the adjoint of ``J`` as a real-linear map
-    (PyTorch's convention for the gradient of a complex argument), so the identity also
-    holds for functions that are not holomorphic (``abs``, ``conj``, a real part);
-    docs/math.md says why the real part is the whole identity. No step size is involved.
-    Each checked argument is probed alone (its tangent random, the others zeros), so an
-    error in one gradient cannot hide behind another's size.
-
-    1. On float64 (complex128) copies of the arguments, where the backend has float64:
-       a random tangent.
-    2. In the arguments' own dtype (when narrower): the same random tangent, and the
-       gradient's own direction ``t = g / max|g|`` (where ``<g, t>`` is the largest it
-       can be). Both sides are summed in float64.
-
-    The tolerance follows the rounding of the functions' own computation, not the size of
-    their results: each identity is evaluated again at two copies of the point, tangent
-    and cotangent whose elements are moved by about 2 eps of themselves (a stable
-    computation is exact at a point moved that little), and the larger change of either
-    side, times 4, is the tolerance, where it exceeds the rounding floor ``rtol * scale``
-    (float64: ``||ct|| ||J t|| + ||g|| ||t||``; narrow: the statistical size
-    ``sqrt(sum |ct|^2 |J t|^2) + sqrt(sum |g|^2 |t|^2)``). So a softmax, whose ``J t`` is
-    computed by cancellation, has the tolerance its rounding needs, and a slip in a
-    gradient still fails by orders of magnitude. Where the backend's float64 functions are
-    less accurate than float64 (MLX's ``exp``), the measured accuracy stands for eps.
-    Sizes are scaled so that they neither overflow nor underflow.
-
-    Without float64 on the backend (JAX without ``jax_enable_x64``), only step 2 runs,
-    with the random tangent alone deciding in float64's place.
+    ``Re <ct, J t> = Re <J* ct, t>``, ``<u, v> = sum(conj(u) v)``: the real inner
+    product, ``J*`` the adjoint of ``J`` as a real-linear map (PyTorch's convention), so
+    maps that are not holomorphic (``abs``, ``conj``) pass too (docs/math.md). Each
+    argument is probed alone, on float64 copies and, where narrower, in its own dtype.
+    The tolerance follows the rounding of the user's computation as measured at this
+    point (linearity defects, and ``<ct, J t>`` in a second precision), so a softmax's
+    cancellation gets the tolerance it needs and a slip still fails by orders of
+    magnitude; docs/testing.md says how.
     """
     args, seed, names = check_options(
         {"jvp": jvp, "vjp": vjp}, args, seed=seed, rtol=rtol, atol=atol, argnames=argnames
@@ -196,27 +170,11 @@ def check_adjoint(
     checked = [i for i, g in enumerate(grads) if g is not None and args[i] is not None]
     if not checked:
         return
-    own, wide, low = _runs(calls, args, ct, grads, xp)
-    identities = _identities((own, wide, low), tangents, checked, names, xp)
-    for identity in identities:
-        # The jvp's linearity defect, where no float64 reference measures a narrow <ct, J t>.
-        if not identity.run.narrow or identity.reference is None:
-            identity.split = _split(identity.t, rng, xp)
-    if own is not None and wide is not None:
-        parts = _split(own.ct, rng, xp)
-        found = [gradients(calls.vjp(part, own.args, copies=None), own.args, names, xp) for part in parts]
-        own.split_grads = (found[0], found[1])
-    jvps = _Jvps(calls)
-    scalars = [s for identity in identities for s in _probe_scalars(identity, jvps, xp)]
-    dtype = first_array(args).dtype
-    dtype_max = float(xp.finfo(dtype).max)
-    lost = []
-    if own is not None and wide is not None:
-        lost = [(f"gradient of {name(i, names)}", own.grads[i], wide.grads[i]) for i in checked]
-    device = device_of(first_array(args))
-    scalars += [lost_in_range(widen(nv, xp), wv, dtype_max, xp, device) for _, nv, wv in lost]
-    values = evaluate(scalars, xp)
-    check_lost(lost, values[_PER_PROBE * len(identities) :], dtype, dtype_max)
+    runs = _runs(calls, args, ct, grads, xp)
+    identities = _identities(runs, tangents, checked, names, xp)
+    _split_all(identities, runs, calls, rng)
+    own, wide, _ = runs
+    values = _evaluated(identities, runs, checked, calls)
     n = max_axis(shape(out_t), *(shape(a) for a in args if a is not None))
     for k, identity in enumerate(identities):
         size = math.prod(shape(out_t)) + math.prod(shape(identity.t))
@@ -224,8 +182,46 @@ def check_adjoint(
         elsewhere = identity.run is own and wide is not None
         verdict = _verdict(values[_PER_PROBE * k : _PER_PROBE * (k + 1)], identity, rtol_, atol_, elsewhere=elsewhere)
         if verdict is not None:
-            msg = f"adjoint identity failed (seed={seed}, dtype={dtype}), {identity.label}: {verdict}"
+            msg = f"adjoint identity failed (seed={seed}, dtype={first_array(args).dtype}), {identity.label}: {verdict}"
             raise AssertionError(msg)
+
+
+def _split_all(
+    identities: list[_Identity], runs: tuple[_Run | None, ...], calls: UserCalls, rng: np.random.Generator
+) -> None:
+    """The splits that measure rounding: each tangent whose identity takes the jvp's
+    linearity defect (float64, or narrow without a float64 reference), and the narrow
+    run's cotangent, whose backward's defect a narrow identity takes."""
+    xp = calls.xp
+    for identity in identities:
+        if not identity.run.narrow or identity.reference is None:
+            identity.split = _split(identity.t, rng, xp)
+    own, wide, _ = runs
+    if own is not None and wide is not None:
+        own.split_grads = []
+        for _ in range(_COTANGENT_SPLITS):
+            parts = _split(own.ct, rng, xp)
+            found = [gradients(calls.vjp(part, own.args, copies=None), own.args, calls.names, xp) for part in parts]
+            own.split_grads.append((found[0], found[1]))
+
+
+def _evaluated(identities: list[_Identity], runs: tuple[_Run | None, ...], checked: list[int], calls: UserCalls) -> Any:
+    """Every identity's scalars (`_probe_scalars`), on the host, computed in one go; fails
+    where a gradient in the arguments' dtype lost a value float64 holds."""
+    xp = calls.xp
+    jvps = _Jvps(calls)
+    scalars = [s for identity in identities for s in _probe_scalars(identity, jvps, xp)]
+    own, wide, _ = runs
+    lost = []
+    if own is not None and wide is not None:
+        lost = [(f"gradient of {name(i, calls.names)}", own.grads[i], wide.grads[i]) for i in checked]
+    first = first_array((own or identities[0].run).args)
+    dtype = first.dtype
+    dtype_max = float(xp.finfo(dtype).max)
+    scalars += [lost_in_range(widen(nv, xp), wv, dtype_max, xp, device_of(first)) for _, nv, wv in lost]
+    values = evaluate(scalars, xp)
+    check_lost(lost, values[_PER_PROBE * len(identities) :], dtype, dtype_max)
+    return values
 
 
 def _runs(
@@ -318,37 +314,53 @@ def _split(v: Any, rng: np.random.Generator, xp: Namespace) -> tuple[Any, Any]:
 @quiet
 def _probe_scalars(identity: _Identity, jvps: _Jvps, xp: Namespace) -> list[Any]:
     """``Re <ct, J t>`` and ``Re <vjp(ct), t>``, the rounding floor's scale, how many values
-    are not finite; the linearity defects (the jvp's ``|Re <ct, J t_a + J t_b - J t>|``, or
-    in a narrow identity with a float64 reference the backward's ``|Re <vjp(ct_a) +
-    vjp(ct_b) - vjp(ct), t>|``) and how many of their values are not finite; the
-    reference's ``Re <ct, J t>`` and how many of its values are doubtful (`_reference`)."""
+    are not finite (narrow runs); the linearity defect (the jvp's ``|Re <ct, J t_a + J t_b
+    - J t>|``, or in a narrow identity with a float64 reference the backward's ``|Re
+    <vjp(ct_a) + vjp(ct_b) - vjp(ct), t>|``) and how many of its values are not finite
+    (narrow runs); ``||ct|| ||t||``; the reference's ``Re <ct, J t>`` and how many of its
+    values are doubtful (`_reference`).
+
+    The float64 floor's scale is ``sum |ct J t| + sum |g t|``, sums of products that
+    overflow only where the identity's own sums do; a narrow run's values are summed in
+    float64, whose range their squares never leave. ``ct`` and ``t`` are the checks' own
+    draws, of size 1.
+    """
     run, i, t = identity.run, identity.index, identity.t
     jt = jvps(run, i, t)
     reference = _reference(identity, jvps, xp)
     ns, wider = _summing(run, xp)
     c, t, jt, g = (wider(v) for v in (run.ct, t, jt, run.grads[i]))
-    count = nonfinite_count((jt, g, t), ns)
-    defect = 0.0 * jt
     if identity.split[0] is not None:
-        defect = wider(jvps(run, i, identity.split[0])) + wider(jvps(run, i, identity.split[1])) - jt
-    # The backward's own defect, in the narrow identity alone: there the float64 identity
-    # has already held the backward to be linear (a backward that is not would widen it).
-    g_defect = 0.0 * g
-    if run.split_grads is not None:
-        g_defect = wider(run.split_grads[0][i]) + wider(run.split_grads[1][i]) - g
-    defect_count = nonfinite_count((defect, g_defect), ns)
-    if run.narrow:  # what is not finite is judged apart: out of the dtype's range, or a wrong backward
-        jt, g, t, defect, g_defect = (
-            v if is_number(v) else zero_where_not(ns.isfinite(v), v, ns) for v in (jt, g, t, defect, g_defect)
-        )
-    if run.narrow:
-        scale = pair_size(c, jt, ns) + pair_size(g, t, ns)
+        defects = [(c, wider(jvps(run, i, identity.split[0])) + wider(jvps(run, i, identity.split[1])) - jt)]
+    elif run.split_grads is not None:
+        # The backward's own defect, in the narrow identity alone: there the float64 identity
+        # has already held the backward to be linear (a backward that is not would widen it).
+        defects = [(wider(a[i]) + wider(b[i]) - g, t) for a, b in run.split_grads]
     else:
-        scale = _norm(c, ns) * _norm(jt, ns) + _norm(g, ns) * _norm(t, ns)
-    defects = _total(inner(c, defect, ns)) + _total(inner(g_defect, t, ns))
-    out = [inner(c, jt, ns), inner(g, t, ns), scale, count, defects, defect_count]
+        defects = []
+    if run.narrow:  # what is not finite is judged apart: out of the dtype's range, or a wrong backward
+        count = nonfinite_count((jt, g, t), ns)
+        defect_count = nonfinite_count([v for pair in defects for v in pair], ns)
+        jt, g, t = (_finite(v, ns) for v in (jt, g, t))
+        defects = [(_finite(u, ns), _finite(v, ns)) for u, v in defects]
+        scale = pair_size(c, jt, ns) + pair_size(g, t, ns)
+    else:  # not finite: the sums are, and the identity fails
+        count = defect_count = 0.0
+        scale = _total(magnitude(c, ns) * magnitude(jt, ns), ns) + _total(magnitude(g, ns) * magnitude(t, ns), ns)
+    # The mean size over the splits: one split's defect can be small by chance.
+    defect_size = sum(abs(inner(u, v, ns)) for u, v in defects) / max(len(defects), 1)
+    resolution = pair_size(c, 1.0, ns) * pair_size(t, 1.0, ns)
+    out = [inner(c, jt, ns), inner(g, t, ns), scale, count, defect_size, defect_count, resolution]
     out = [float(v) for v in out] if ns is _HOST else out
     return [*out, *reference]
+
+
+def _total(a: Any, xp: Namespace) -> Any:
+    return a if is_number(a) else xp.sum(a)
+
+
+def _finite(a: Any, xp: Namespace) -> Any:
+    return a if is_number(a) else zero_where_not(xp.isfinite(a), a, xp)
 
 
 @quiet
@@ -369,7 +381,9 @@ def _reference(identity: _Identity, jvps: _Jvps, xp: Namespace) -> list[Any]:
     c, jt = wider(ref.ct), wider(jt)
     doubtful = nonfinite_count((jt,), ns)
     if ref.copies == "float32":  # copies of the float64 identity's values
-        doubtful = doubtful + _out_of_range((*identity.run.args, identity.run.ct, identity.t), xp)
+        if identity.run.out_of_range is None:
+            identity.run.out_of_range = _out_of_range((*identity.run.args, identity.run.ct), xp)
+        doubtful = doubtful + identity.run.out_of_range + _out_of_range((identity.t,), xp)
     return [inner(c, zero_where_not(ns.isfinite(jt), jt, ns), ns), doubtful]
 
 
@@ -419,14 +433,6 @@ def _against_reference(identity: _Identity, left: float, left_ref: float) -> flo
     return difference * min(1.0, max(identity.run.eps / identity.reference.eps, _ABSORPTION * lost))
 
 
-def _total(v: Any) -> Any:
-    return abs(v) if is_number(v) else v.__abs__()
-
-
-def _norm(u: Any, xp: Namespace) -> Any:
-    return root_sum_squares(magnitude(u, xp), xp)
-
-
 def _floor(run: _Run, n: int, rtol: float | None, atol: float | None, size: int, xp: Namespace) -> tuple[float, float]:
     """(rtol, atol) of one identity's rounding floor; `size` counts the elements of J t and t."""
     if rtol is None:
@@ -447,7 +453,7 @@ def _verdict(
 ) -> str | None:
     """None when the identity holds within its tolerance; else what is wrong. `elsewhere`:
     the float64 identity decides what this narrow one cannot resolve."""
-    left, right, scale, nonfinite, defect, defect_nonfinite, left_ref, doubtful = values
+    left, right, scale, nonfinite, defect, defect_nonfinite, resolution, left_ref, doubtful = values
     if identity.run.narrow and nonfinite > 0:
         if elsewhere:
             return None  # out of the dtype's range where float64 is not: the float64 identity decides
@@ -472,15 +478,28 @@ def _verdict(
         return None
     note = "" if identity.run.narrow else accuracy_note(identity.run.eps)
     # Unresolved: the sides' rounding as large as themselves.
-    unresolved = spread * rounding >= max(abs(left), abs(right))
-    if math.isfinite(error) and unresolved:
+    size = max(abs(left), abs(right))
+    if math.isfinite(error) and spread * rounding >= size:
         if elsewhere:
             return None
         return (
             f"the point is too ill-conditioned to check: <ct, J t> = {left:.10g} and <vjp(ct), t> = {right:.10g} "
-            f"carry a rounding error of about {rounding:.3g} (their linearity defects), as large as themselves, "
-            "so their difference says nothing of the backward; check at a better-conditioned point or in a "
-            f"wider dtype (or jvp or vjp is not linear in its tangent or cotangent){note}"
+            f"carry a rounding error of about {rounding:.3g}, as large as themselves, so their difference says "
+            "nothing of the backward; check at a better-conditioned point or in a wider dtype (or jvp or vjp is "
+            f"not linear in its tangent or cotangent){note}"
+        )
+    # Both sides below the rounding of the vectors they are made from: what a formula's
+    # absorption leaves (a softmax one-hot to within rounding computes t - <t, s> as 0 at
+    # every tangent, so no rounding measure sees it), or a Jacobian that small.
+    if math.isfinite(error) and size <= identity.run.eps * resolution:
+        if elsewhere:
+            return None
+        return (
+            f"the point may be too ill-conditioned to check: <ct, J t> = {left:.10g} and <vjp(ct), t> = "
+            f"{right:.10g} differ by {error:.3g}, but both are below the rounding of the cotangent and tangent "
+            f"they are made from (eps ||ct|| ||t|| = {identity.run.eps * resolution:.3g}), where a formula's "
+            "absorption (a softmax one-hot to within rounding) leaves any value; check at a better-conditioned "
+            f"point, or where the sides are that small by the Jacobian's own scale, with larger arguments{note}"
         )
     return (
         f"<ct, J t> = {left:.10g} but <vjp(ct), t> = {right:.10g}; |difference| = {error:.3g} > tolerance "

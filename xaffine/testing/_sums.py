@@ -73,9 +73,12 @@ def root_sum_squares(a: Any, xp: Namespace) -> Any:
     return largest * xp.sqrt(xp.sum((a / unit) ** 2))
 
 
+@quiet
 def pair_size(u: Any, v: Any, xp: Namespace) -> Any:
-    """``sqrt(sum |u|^2 |v|^2)``: the statistical size of the rounding collected by ``<u, v>``."""
-    return root_sum_squares(magnitude(u, xp) * magnitude(v, xp), xp)
+    """``sqrt(sum |u|^2 |v|^2)``: the statistical size of the rounding collected by ``<u, v>``,
+    for values whose squares float64 holds (narrow values widened, the checks' own draws)."""
+    product = magnitude(u, xp) * magnitude(v, xp)
+    return abs(product) if is_number(product) else xp.sqrt(xp.sum(product * product))
 
 
 @quiet

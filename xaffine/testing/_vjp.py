@@ -83,68 +83,92 @@ def check_vjp(
         argument not checked.
     args : sequence
         The point: arrays of one library (a Python number may stand for a scalar).
-        A float64 (complex128) copy is made on the arrays' own device.
     mode : {"fast", "full"}
         ``"full"``: every element of every checked argument (real and imaginary parts
-        apart); for small inputs. ``"fast"``: `directions` random directions per
-        argument; its cost does not grow with the size.
+        apart), for small inputs; ``"fast"``: `directions` random directions per argument.
     seed : int
-        Seed (a non-negative int) of the generator that draws the cotangent and the directions.
+        Seed (non-negative) of the generator that draws the cotangent and the directions.
     rtol, atol : float, optional
-        A probe passes when ``|numeric - analytic| <= atol + rtol * |analytic|``.
-        Default `rtol`: 1e-6. Default `atol`: what the difference quotient can lose
-        on this probe (see Notes).
+        A probe passes when ``|numeric - analytic| <= atol + rtol * |analytic|``. Default
+        `rtol`: 1e-6; default `atol`: what the difference quotient can lose (Notes).
     directions : int
-        Random directions per argument in fast mode (a positive int).
+        Random directions per argument in fast mode (positive).
     argnames : sequence of str, optional
         Names of the arguments (one each), for messages.
 
     Raises
     ------
     AssertionError
-        For a gradient of the wrong shape, dtype or device; a gradient in the arguments'
-        dtype that is infinite or NaN where the float64 one is finite and within that
-        dtype's range; `vjp` raising on float64 copies of the arguments; `f` or `vjp`
-        writing into an array it was handed; or a probe out of tolerance (a non-finite
-        gradient or difference quotient never passes). The message names the argument,
-        the element (full mode) or the direction (fast mode), the analytic and numeric
-        values, the error, the tolerances and the seed; after a fast-mode failure on small
-        inputs, the elements that full mode finds wrong.
+        For a probe out of tolerance (the argument, the element or direction, both
+        values, the tolerances, the seed; after a fast-mode failure on small inputs, the
+        elements full mode finds wrong); a gradient of the wrong shape, dtype or device,
+        or not finite where float64's is; `vjp` raising on float64 copies; `f` or `vjp`
+        writing into an array it was handed.
     TypeError, ValueError
-        For arguments of the check that are not what it takes (naming the parameter), and
-        where the backend has no float64 (complex128) to take the differences in (MLX has
-        no complex128; JAX without x64 enabled no float64): `check_adjoint` needs none.
+        For arguments of the check that are not what it takes, naming the parameter, and
+        where the backend has no float64 (complex128) for the differences: use
+        `check_adjoint`.
 
     Notes
     -----
-    The scalar error is ``e(p) = Re <ct, f(p)>``. Its derivative along ``v`` is
-    ``Re <g, v>`` with ``g = vjp(ct)`` (PyTorch's convention for complex inputs),
-    compared with ``<ct, f(p + h v) - f(p - h v)> / 2h``, ``h = cbrt(eps)``, where each
-    element of the direction ``v`` is scaled by ``max(1, |p|)`` of its own element of the
-    point (full mode: ``v`` is that element alone), so a large element does not make the
-    step of the small ones large. The outputs are subtracted element by element first,
-    so that an output the step leaves unchanged cancels exactly however large it is.
-
-    The default `atol` is the error that quotient can carry, not a multiple of the size
-    of ``<ct, f>``: the rounding of the outputs the step moves,
-    ``8 sqrt(n) eps sqrt(sum |ct|^2 (|f(p + h v)| + |f(p - h v)|)^2 / 2) / h`` over the
-    elements that differ (``n`` the longest axis involved), the same for the rounding of
-    the moved point, ``|g| |p|`` over the elements ``v`` moves, plus twice the truncation
-    error estimated from the quotient with step ``2h``: ``|D(2h) - D(h)| / 3``. So an
-    output offset (a bias of 1e6) does not hide a 0.1% error in a gradient. Sizes are
-    scaled so that they neither overflow nor underflow. Where the backend's float64
-    functions are less accurate than float64 (MLX's ``exp``), ``eps`` is their measured
-    accuracy, and ``h`` grows with it.
-
-    The values compared are float64's; the gradients in the arguments' own dtype are held
-    to them for dtype, shape, device and finiteness.
+    The derivative of ``Re <ct, f(p)>`` along ``v``, ``Re <vjp(ct), v>`` (PyTorch's
+    convention), against ``<ct, f(p + h v) - f(p - h v)> / 2h``, ``h = cbrt(eps)`` times
+    ``max(1, |p|)`` element by element. The default `atol` is what that quotient can
+    carry: the rounding of the outputs the step moves and of the moved point, over
+    ``h``, and the truncation error estimated with step ``2h``; where the backend's
+    float64 is less accurate (MLX's ``exp``), eps is its measured accuracy
+    (docs/testing.md).
     """
     args, seed, names = check_options(
         {"f": f, "vjp": vjp}, args, seed=seed, rtol=rtol, atol=atol, argnames=argnames, mode=mode, directions=directions
     )
-    xp = namespace(args)
+    calls = UserCalls(namespace(args), names, f=f, vjp=vjp)
     rng = generator(seed)
-    calls = UserCalls(xp, names, f=f, vjp=vjp)
+    point = _point(calls, args, rng)
+    if not point.checked:
+        return
+    probes = _probes(point.args, point.checked, mode, directions, rng, calls.xp)
+    failures = _failures(calls, point, probes, 1e-6 if rtol is None else rtol, atol)
+    if not failures:
+        return
+    msg = _message(failures, mode, seed, point.eps)
+    if mode == "fast" and all(math.prod(shape(args[i])) <= _FULL_RERUN_LIMIT for i in point.checked):
+        try:
+            check_vjp(f, vjp, args, mode="full", seed=seed, rtol=rtol, atol=atol, argnames=argnames)
+        except AssertionError as full:
+            msg += f"\nfull mode points at the elements:\n{full}"
+        else:
+            msg += "\nfull mode finds no wrong element"
+    raise AssertionError(msg)
+
+
+def _message(failures: list[str], mode: str, seed: int, eps: float) -> str:
+    shown = "\n  ".join(failures[:_REPORTED])
+    more = f"\n  ... and {len(failures) - _REPORTED} more" if len(failures) > _REPORTED else ""
+    return (
+        f"gradient check failed ({mode} mode, seed={seed}, step h: {np.cbrt(eps):.3g} x max(1, |element|)"
+        f"{accuracy_note(eps)}):\n  {shown}{more}"
+    )
+
+
+@dataclass
+class _Point:
+    """The float64 copies of the point and cotangent, the gradients there, the arguments
+    checked, the gradients in the arguments' own dtype to hold to float64's (`lost`), the
+    longest axis `n`, the float64 accuracy `eps`, and the arguments' dtype."""
+
+    args: list[Any]
+    ct: Any
+    grads: list[Any]
+    checked: list[int]
+    lost: list[tuple[str, Any, Any]]
+    n: int
+    eps: float
+    dtype: Any
+
+
+def _point(calls: UserCalls, args: tuple[Any, ...], rng: np.random.Generator) -> _Point:
+    xp, names = calls.xp, calls.names
     out = calls.f(args, copies=None)
     ct = random_like(out, rng, xp)
     narrow_grads = gradients(calls.vjp(ct, args, copies=None), args, names, xp)
@@ -159,54 +183,13 @@ def check_vjp(
     if narrow:
         grads = gradients(calls.vjp(wide_ct, wide_args, copies="float64"), wide_args, names, xp, ON_WIDE)
     checked = [i for i, g in enumerate(grads) if g is not None and args[i] is not None]
-    if not checked:
-        return
-    probes = _probes(wide_args, checked, mode, directions, rng, xp)
-    eps = float64_accuracy(xp, device_of(first_array(args)))
-    dtype = first_array(args).dtype
-    dtype_max = float(xp.finfo(dtype).max)
     lost = [(f"gradient of {name(i, names)}", narrow_grads[i], grads[i]) for i in checked] if narrow else []
-    extra = [lost_in_range(widen(nv, xp), wv, dtype_max, xp, device_of(first_array(args))) for _, nv, wv in lost]
     n = max_axis(shape(out), *(shape(a) for a in args if a is not None))
-    rtol_ = 1e-6 if rtol is None else rtol
-    h = float(np.cbrt(eps))
-    failures = _failures(
-        calls, wide_args, wide_ct, grads, probes, h, eps, n, rtol_, atol, extra, lost, dtype, dtype_max
-    )
-    if not failures:
-        return
-    shown = "\n  ".join(failures[:_REPORTED])
-    more = f"\n  ... and {len(failures) - _REPORTED} more" if len(failures) > _REPORTED else ""
-    msg = (
-        f"gradient check failed ({mode} mode, seed={seed}, step h: {h:.3g} x max(1, |element|)"
-        f"{accuracy_note(eps)}):\n  {shown}{more}"
-    )
-    if mode == "fast" and all(math.prod(shape(args[i])) <= _FULL_RERUN_LIMIT for i in checked):
-        try:
-            check_vjp(f, vjp, args, mode="full", seed=seed, rtol=rtol, atol=atol, argnames=argnames)
-        except AssertionError as full:
-            msg += f"\nfull mode points at the elements:\n{full}"
-        else:
-            msg += "\nfull mode finds no wrong element"
-    raise AssertionError(msg)
+    eps = float64_accuracy(xp, device_of(first_array(args)))
+    return _Point(wide_args, wide_ct, grads, checked, lost, n, eps, first_array(args).dtype)
 
 
-def _failures(
-    calls: UserCalls,
-    wide_args: list[Any],
-    wide_ct: Any,
-    grads: list[Any],
-    probes: list[_Probe],
-    h: float,
-    eps: float,
-    n: int,
-    rtol: float,
-    atol: float | None,
-    extra: list[Any],
-    lost: list[tuple[str, Any, Any]],
-    dtype: Any,
-    dtype_max: float,
-) -> list[str]:
+def _failures(calls: UserCalls, point: _Point, probes: list[_Probe], rtol: float, atol: float | None) -> list[str]:
     """What each failing probe says, in probe order.
 
     A probe out of tolerance whose bound the truncation error dominated (the function
@@ -215,17 +198,23 @@ def _failures(
     step would only widen their bound.
     """
     xp = calls.xp
+    dtype_max = float(xp.finfo(point.dtype).max)
+    device = device_of(point.args[point.checked[0]])
+    extra = [lost_in_range(widen(nv, xp), wv, dtype_max, xp, device) for _, nv, wv in point.lost]
     failures: dict[int, str] = {}
     pending = list(range(len(probes)))
+    h = float(np.cbrt(point.eps))
     for step in (h / _RETRY**level for level in range(_RETRIES + 1)):
-        scalars = [s for k in pending for s in _probe_scalars(calls, wide_args, wide_ct, grads, probes[k], step, xp)]
+        scalars = [s for k in pending for s in _probe_scalars(calls, point, probes[k], step)]
         values = evaluate(scalars + extra, xp)
         if extra:
-            check_lost(lost, values[len(scalars) :], dtype, dtype_max)
+            check_lost(point.lost, values[len(scalars) :], point.dtype, dtype_max)
             extra = []
         still = []
         for j, k in enumerate(pending):
-            text, bends = _probe_verdict(values[_PER_PROBE * j : _PER_PROBE * (j + 1)], step, eps, n, rtol, atol)
+            text, bends = _probe_verdict(
+                values[_PER_PROBE * j : _PER_PROBE * (j + 1)], step, point.eps, point.n, rtol, atol
+            )
             if text is None:
                 failures.pop(k, None)
                 continue
@@ -283,16 +272,15 @@ def _collected(weight: Any, value: Any, where: Any, xp: Namespace) -> Any:
     return root_sum_squares(zero_where_not(where, total, xp), xp)
 
 
-def _probe_scalars(
-    calls: UserCalls, wide_args: list[Any], wide_ct: Any, grads: Any, probe: _Probe, h: float, xp: Namespace
-) -> list[Any]:
+def _probe_scalars(calls: UserCalls, point: _Point, probe: _Probe, h: float) -> list[Any]:
     """The `_PER_PROBE` scalars of one probe with step `h` (see `_probe_verdict`)."""
-    p, g = wide_args[probe.index], grads[probe.index]
+    xp, wide_ct = calls.xp, point.ct
+    p, g = point.args[probe.index], point.grads[probe.index]
     outs = []
     for step in (h, -h, 2.0 * h, -2.0 * h):
-        point = list(wide_args)
-        point[probe.index] = as_array(p + step * probe.direction, p, xp)
-        outs.append(calls.f(point, copies="float64"))
+        moved = list(point.args)
+        moved[probe.index] = as_array(p + step * probe.direction, p, xp)
+        outs.append(calls.f(moved, copies="float64"))
     # The differences are taken element by element before the sum with `ct`: an output
     # the step does not change cancels exactly, whatever its size (a large bias).
     scalars = [inner(wide_ct, outs[0] - outs[1], xp), inner(wide_ct, outs[2] - outs[3], xp)]
