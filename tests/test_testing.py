@@ -654,3 +654,71 @@ def test_a_less_accurate_float64_is_named_in_the_message(monkeypatch):
         check_vjp(f, lambda ct, x: (1.1 * ct * f(x),), x)
     with pytest.raises(AssertionError, match=r"accurate to about 2\.6e-07"):
         check_adjoint(lambda t, x: vjp(t[0], x)[0], lambda ct, x: (1.1 * ct * f(x),), x)
+
+
+# -- found by a review of the package: each failed before its fix --------------------------
+
+
+def test_a_numpy_float32_scalar_argument_is_stepped_in_float64():
+    x = np.linspace(-1.0, 1.0, 5)
+    check_vjp(lambda a, s: a * s, lambda ct, a, s: (ct * s, np.sum(ct * a)), (x, np.float32(2.0)))
+
+
+def test_a_forward_that_returns_a_python_float():
+    torch = pytest.importorskip("torch", reason="a torch forward that returns a Python float")
+    x = torch.linspace(-1.0, 1.0, 5, dtype=torch.float64)
+    check_vjp(lambda a: float((a**2).sum()), lambda ct, a: (2.0 * ct * a,), (x,))
+    check_adjoint(lambda t, a: float((2.0 * a * t[0]).sum()), lambda ct, a: (2.0 * ct * a,), (x,))
+
+
+def test_tensors_that_require_grad_are_handed_without_a_warning():
+    """torch.asarray(copy=True) of such a tensor warns; the copies are clones (warnings are errors here)."""
+    torch = pytest.importorskip("torch", reason="torch's requires_grad")
+    args = tuple(torch.tensor(a, requires_grad=True) for a in inputs((4, 3), 2, "float64").args)
+
+    def vjp(ct, x, w, b):
+        with torch.no_grad():
+            return right_vjp(ct, x, w, b)
+
+    def jvp_(t, x, w, b):
+        with torch.no_grad():
+            return jvp(t, x, w, b)
+
+    check_adjoint(jvp_, vjp, args)
+    check_vjp(lambda *a: affine(*(v.detach() for v in a)), vjp, args)
+
+
+def test_a_write_in_the_float32_reference_run_is_reported():
+    """float64 arguments: the check also runs the jvp on float32 copies, and a write there fails it."""
+    args = inputs((4, 3), 2, "float64").args
+
+    def writes_in_float32(t, x, w, b):
+        if x.dtype == np.float32:
+            dx = t[0]
+            dx *= 2.0
+        return jvp(t, x, w, b)
+
+    with pytest.raises(AssertionError, match=r"jvp wrote into its tangents\[0\]"):
+        check_adjoint(writes_in_float32, right_vjp, args)
+
+
+def test_an_argument_without_a_name_is_named_once():
+    def writes(ct, x, w, b):
+        x *= 2.0
+        return right_vjp(ct, x, w, b)
+
+    with pytest.raises(AssertionError, match=r"vjp wrote into argument 0, which"):
+        check_vjp(affine, writes, inputs((4, 3), 2, "float64").args)
+
+
+def test_the_users_functions_see_the_callers_numpy_error_settings():
+    seen = []
+
+    def jvp_(t, x, w, b):
+        seen.append(np.geterr()["over"])
+        return jvp(t, x, w, b)
+
+    with np.errstate(over="raise"):
+        check_adjoint(jvp_, right_vjp, inputs((4, 3), 2, "float64").args)
+    assert seen
+    assert set(seen) == {"raise"}, seen

@@ -5,7 +5,7 @@ Two checks (see the Notes of each):
 - :func:`check_adjoint`, the dot-product test ``Re <ct, J t> == Re <vjp(ct), t>`` for
   each argument alone, in float64 (on float64 copies of the arguments) and in the
   arguments' own dtype, where it also follows the gradient's own direction, with a
-  tolerance measured from how much the sides move when the point moves by a few eps;
+  tolerance measured from the rounding of the user's own computation at the point;
 - :func:`check_vjp`, central finite differences in float64 on the arrays' own backend
   and device, element by element (``mode="full"``) or along random directions
   (``mode="fast"``), each element stepped in proportion to its own size.
@@ -19,7 +19,8 @@ Probe vectors and cotangents come from a private NumPy generator seeded with `se
 drawn on the host and moved to the backend, so every backend sees the same numbers and
 a failure reproduces. On Dask only the scalars compared are computed, in one go; under
 JAX nothing is mutated. The user's functions are handed the checks' own copies of what
-they get, and a function that writes into one fails the check, naming the array.
+they get, and a function that writes into one fails the check, naming the array (looked
+for at each function's first call in each dtype).
 
 The modules: ``_common`` (the checks' options, draws, float64 copies and the user's
 calls), ``_sums`` (the checks' own arithmetic), ``_results`` (what a backward returned,

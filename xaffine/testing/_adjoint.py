@@ -15,6 +15,7 @@ from .._dispatch import is_number
 from .._typing import Array, Namespace
 from ._common import (
     UserCalls,
+    Written,
     as_array,
     check_options,
     first_array,
@@ -311,8 +312,28 @@ def _split(v: Any, rng: np.random.Generator, xp: Namespace) -> tuple[Any, Any]:
     return a, as_array(v - a, v, xp)
 
 
-@quiet
 def _probe_scalars(identity: _Identity, jvps: _Jvps, xp: Namespace) -> list[Any]:
+    """The user's jvp at what the identity needs (outside the checks' quiet arithmetic, so
+    that NumPy's error settings reach it as the caller set them), then `_sums_of`."""
+    run, i = identity.run, identity.index
+    jt = jvps(run, i, identity.t)
+    split = [jvps(run, i, v) for v in identity.split] if identity.split[0] is not None else []
+    ref = identity.reference
+    ref_jt = None
+    if ref is not None:
+        try:
+            ref_jt = jvps(ref, i, identity.t_ref)
+        except Written:
+            raise
+        except Exception:
+            if ref.copies != "float32":
+                raise
+            ref = None  # the caller never asked for float32: no reference
+    return _sums_of(identity, jt, split, ref, ref_jt, xp)
+
+
+@quiet
+def _sums_of(identity: _Identity, jt: Any, split: list[Any], ref: _Run | None, ref_jt: Any, xp: Namespace) -> list[Any]:
     """``Re <ct, J t>`` and ``Re <vjp(ct), t>``, the rounding floor's scale, how many values
     are not finite (narrow runs); the linearity defect (the jvp's ``|Re <ct, J t_a + J t_b
     - J t>|``, or in a narrow identity with a float64 reference the backward's ``|Re
@@ -326,12 +347,11 @@ def _probe_scalars(identity: _Identity, jvps: _Jvps, xp: Namespace) -> list[Any]
     draws, of size 1.
     """
     run, i, t = identity.run, identity.index, identity.t
-    jt = jvps(run, i, t)
-    reference = _reference(identity, jvps, xp)
+    reference = _reference(identity, ref, ref_jt, xp)
     ns, wider = _summing(run, xp)
     c, t, jt, g = (wider(v) for v in (run.ct, t, jt, run.grads[i]))
-    if identity.split[0] is not None:
-        defects = [(c, wider(jvps(run, i, identity.split[0])) + wider(jvps(run, i, identity.split[1])) - jt)]
+    if split:
+        defects = [(c, wider(split[0]) + wider(split[1]) - jt)]
     elif run.split_grads is not None:
         # The backward's own defect, in the narrow identity alone: there the float64 identity
         # has already held the backward to be linear (a backward that is not would widen it).
@@ -363,20 +383,12 @@ def _finite(a: Any, xp: Namespace) -> Any:
     return a if is_number(a) else zero_where_not(xp.isfinite(a), a, xp)
 
 
-@quiet
-def _reference(identity: _Identity, jvps: _Jvps, xp: Namespace) -> list[Any]:
+def _reference(identity: _Identity, ref: _Run | None, jt: Any, xp: Namespace) -> list[Any]:
     """The reference's ``Re <ct, J t>`` and how many of the values it rests on are not
     faithful: not finite, or (float32 copies of float64 values) out of float32's normal
     range; 0 and 1 where there is none, or the user's jvp does not run in float32."""
-    ref = identity.reference
     if ref is None:
         return [0.0, 1.0]
-    try:
-        jt = jvps(ref, identity.index, identity.t_ref)
-    except Exception:
-        if ref.copies != "float32":
-            raise
-        return [0.0, 1.0]  # the caller never asked for float32
     ns, wider = _summing(ref, xp)
     c, jt = wider(ref.ct), wider(jt)
     doubtful = nonfinite_count((jt,), ns)
@@ -384,7 +396,7 @@ def _reference(identity: _Identity, jvps: _Jvps, xp: Namespace) -> list[Any]:
         if identity.run.out_of_range is None:
             identity.run.out_of_range = _out_of_range((*identity.run.args, identity.run.ct), xp)
         doubtful = doubtful + identity.run.out_of_range + _out_of_range((identity.t,), xp)
-    return [inner(c, zero_where_not(ns.isfinite(jt), jt, ns), ns), doubtful]
+    return [inner(c, _finite(jt, ns), ns), doubtful]
 
 
 @quiet

@@ -1,9 +1,10 @@
 """What the two checks share: their options, the draws, the float64 copies, and the user's calls.
 
 Every call of a user's function goes through `call`: it hands the function the check's own
-copies of what it passes, and fails naming the array if the function wrote into one. So a
-backward that writes into its cotangent, its tangents or its arguments is caught, and the
-check's references (and the caller's arrays) stay as they were.
+copies of what it passes, so the check's references (and the caller's arrays) stay as they
+were, and at each function's first call in each dtype it fails, naming the array, if the
+function wrote into one: a backward that writes into its cotangent, its tangents or its
+arguments does so at every call.
 """
 
 from __future__ import annotations
@@ -158,7 +159,10 @@ def wide_dtype(a: Any, xp: Namespace) -> Any:
 
 
 def widen(a: Any, xp: Namespace) -> Any:
-    """A float64 (complex128) copy of `a` on its own device; numbers stay numbers."""
+    """A float64 (complex128) copy of `a` on its own device; numbers stay numbers (a NumPy
+    scalar becomes a Python one: an np.float32 would round the checks' steps)."""
+    if isinstance(a, np.generic):
+        return complex(a) if isinstance(a, np.complexfloating) else float(a)
     if a is None or is_number(a):
         return a
     wide = wide_dtype(a, xp)
@@ -192,13 +196,22 @@ def zeros_but(args: Sequence[Any], i: int, tangent: Any, xp: Namespace) -> tuple
 # -- the user's calls ---------------------------------------------------------------------
 
 
+class Written(AssertionError):
+    """A user's function wrote into an array it was handed."""
+
+
 def _handed(value: Any, xp: Namespace) -> tuple[Any, Any]:
-    """What a user's function gets for `value`, and how to tell afterwards that it wrote into it."""
+    """What a user's function gets for `value` (a copy in its own library), and how to tell
+    afterwards that it wrote into it."""
     if value is None or is_number(value) or not hasattr(value, "shape"):
         return value, None
     if array_api_compat.is_dask_array(value):
         return value, value.name  # writing into a Dask array gives it another graph
-    if array_api_compat.is_numpy_array(value) or array_api_compat.is_writeable_array(value):
+    if array_api_compat.is_numpy_array(value):  # also beside another library's arrays
+        return np.array(value, copy=True), value
+    if array_api_compat.is_torch_array(value):
+        return value.clone(), value  # keeps requires_grad, as the caller's tensor has it
+    if array_api_compat.is_writeable_array(value):
         return xp.asarray(value, copy=True), value
     return value, None  # immutable (JAX, pydata/sparse)
 
@@ -208,6 +221,8 @@ def _written(copy: Any, reference: Any, xp: Namespace) -> bool:
         return bool(copy.name != reference)
     if tuple(copy.shape) != tuple(reference.shape) or copy.dtype != reference.dtype:
         return True
+    if array_api_compat.is_numpy_array(reference):
+        xp = array_api_compat.numpy
     same = copy == reference
     if xp.isdtype(reference.dtype, ("real floating", "complex floating")):
         same = xp.logical_or(same, xp.logical_and(xp.isnan(copy), xp.isnan(reference)))
@@ -254,7 +269,7 @@ def call(
                 "not change its inputs (the caller's arrays would change with them; the checks hand each "
                 "call copies of their own and compare them afterwards)"
             )
-            raise AssertionError(msg)
+            raise Written(msg)
     return result
 
 
@@ -301,7 +316,7 @@ class UserCalls:
         return call(self.functions[what], what, inputs, self.xp, copies, watch)
 
     def _args(self, args: Sequence[Any]) -> list[tuple[str, Any]]:
-        return [(f"argument {name(i, self.names)}", a) for i, a in enumerate(args)]
+        return [(f"argument {name(i, self.names)}" if self.names else name(i, None), a) for i, a in enumerate(args)]
 
     def f(self, args: Sequence[Any], copies: str | None) -> Any:
         out = self._call("f", self._args(args), copies)

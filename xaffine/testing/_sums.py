@@ -165,5 +165,5 @@ def accuracy_note(eps: float) -> str:
         return ""
     return (
         f"; this backend's float64 functions are accurate to about {eps:.1e} (measured on exp, log, sin, "
-        f"tanh), not float64's {EPS64:.1e}, and the tolerances use that"
+        f"tanh, sqrt and division), not float64's {EPS64:.1e}, and the tolerances use that"
     )

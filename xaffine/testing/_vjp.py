@@ -298,7 +298,7 @@ def _probe_scalars(calls: UserCalls, point: _Point, probe: _Probe, h: float) -> 
     # sqrt(|f+|^2 + |f-|^2) where they are equal, and never overflows where they do not.
     size = (magnitude(outs[0], xp) + magnitude(outs[1], xp)) / math.sqrt(2.0)
     changed = outs[0] != outs[1]
-    if is_number(changed):
+    if isinstance(changed, (bool, np.bool_)):  # the forward returned numbers
         unchanged: Any = not changed
     else:
         unchanged = xp.logical_not(changed)
