@@ -32,6 +32,7 @@ from ._common import (
 )
 from ._results import ON_WIDE, check_lost, gradients, lost_in_range
 from ._sums import (
+    accuracy_at,
     accuracy_note,
     evaluate,
     float64_accuracy,
@@ -100,7 +101,7 @@ class _Jvps:
     def __call__(self, run: _Run, i: int, t: Any) -> Any:
         key = (id(run), i, id(t))
         if key not in self.seen:
-            tangents = zeros_but(run.args, i, t, self.calls.xp)
+            tangents = zeros_but(run.args, {i: t}, self.calls.xp)
             self.seen[key] = self.calls.jvp(tangents, run.args, copies=run.copies)
         return self.seen[key]
 
@@ -171,7 +172,7 @@ def check_adjoint(
     checked = [i for i, g in enumerate(grads) if g is not None and args[i] is not None]
     if not checked:
         return
-    runs = _runs(calls, args, ct, grads, xp)
+    runs = _runs(calls, args, ct, grads, checked, rng)
     identities = _identities(runs, tangents, checked, names, xp)
     _split_all(identities, runs, calls, rng)
     own, wide, _ = runs
@@ -226,12 +227,13 @@ def _evaluated(identities: list[_Identity], runs: tuple[_Run | None, ...], check
 
 
 def _runs(
-    calls: UserCalls, args: tuple[Any, ...], ct: Any, grads: list[Any], xp: Namespace
+    calls: UserCalls, args: tuple[Any, ...], ct: Any, grads: list[Any], checked: list[int], rng: np.random.Generator
 ) -> tuple[_Run | None, _Run | None, _Run | None]:
     """The run at the arguments' own dtype (where narrower than float64, or where the
     backend has no float64), the run at float64 copies (where the backend has float64), and
     the float64 run's reference at float32 (complex64) copies: the arguments' own run where
     that is float32, else copies on which only the jvp runs."""
+    xp = calls.xp
     narrow = not all(is_wide(a, xp) for a in args)
     dtype = first_array(args).dtype
     own = _Run(list(args), ct, grads, float(xp.finfo(dtype).eps), copies=None, narrow=True)
@@ -244,8 +246,15 @@ def _runs(
     if narrow:
         found = calls.vjp(wide_ct, wide_args, copies="float64")
         wide_grads = gradients(found, wide_args, calls.names, xp, ON_WIDE)
-    eps = float64_accuracy(xp, device_of(first_array(args)))
-    wide = _Run(wide_args, wide_ct, wide_grads, eps, copies="float64" if narrow else None, narrow=False)
+    battery = float64_accuracy(xp, device_of(first_array(args)))
+    copies = "float64" if narrow else None
+
+    def jvp_at(moved: list[Any], direction: list[Any]) -> Any:
+        given = {i: d for i, d in enumerate(direction) if d is not None}
+        return calls.jvp(zeros_but(moved, given, xp), moved, copies=copies)
+
+    eps = accuracy_at(jvp_at, wide_args, checked, battery, rng, xp)
+    wide = _Run(wide_args, wide_ct, wide_grads, eps, copies=copies, narrow=False)
     if narrow and dtype in (xp.float32, getattr(xp, "complex64", None)):
         return own, wide, own
     low_args = [_lowered(a, xp) for a in wide_args]

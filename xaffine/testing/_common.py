@@ -184,13 +184,22 @@ def is_wide(a: Any, xp: Namespace) -> bool:
         return False
 
 
-def zeros_but(args: Sequence[Any], i: int, tangent: Any, xp: Namespace) -> tuple[Any, ...]:
-    """Tangents zero but for argument `i`: zeros of each argument's shape and dtype (a jvp
-    written for arrays need not handle ``None``), ``None`` where the argument is ``None``."""
+def zeros_but(args: Sequence[Any], given: dict[int, Any], xp: Namespace) -> tuple[Any, ...]:
+    """Tangents zero but those `given` by argument index: zeros of each argument's shape and
+    dtype (a jvp written for arrays need not handle ``None``), ``None`` where the argument is
+    ``None``."""
     return tuple(
-        tangent if j == i else None if a is None else 0.0 * a if is_number(a) else xp.zeros_like(a)
+        given[j] if j in given else None if a is None else 0.0 * a if is_number(a) else xp.zeros_like(a)
         for j, a in enumerate(args)
     )
+
+
+def element_scale(p: Any, xp: Namespace) -> Any:
+    """``max(1, |p|)`` element by element: the unit of each element's steps."""
+    if is_number(p):
+        return max(1.0, abs(p))
+    size = xp.abs(p)
+    return xp.where(size > 1.0, size, xp.ones_like(size))
 
 
 # -- the user's calls ---------------------------------------------------------------------
@@ -211,9 +220,10 @@ def _handed(value: Any, xp: Namespace) -> tuple[Any, Any]:
         return np.array(value, copy=True), value
     if array_api_compat.is_torch_array(value):
         return value.clone(), value  # keeps requires_grad, as the caller's tensor has it
-    if array_api_compat.is_writeable_array(value):
+    # pydata/sparse arrays refuse item assignment, yet `a *= s` writes into them.
+    if array_api_compat.is_writeable_array(value) or array_api_compat.is_pydata_sparse_array(value):
         return xp.asarray(value, copy=True), value
-    return value, None  # immutable (JAX, pydata/sparse)
+    return value, None  # immutable (JAX; ndonnx, whose `a *= s` makes a new array)
 
 
 def _written(copy: Any, reference: Any, xp: Namespace) -> bool:

@@ -18,7 +18,7 @@ import numpy as np
 from .._backends import to_numpy
 from .._dispatch import is_number
 from .._typing import Namespace
-from ._common import is_complex
+from ._common import as_array, element_scale, is_complex, random_like
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 EPS64 = float(np.finfo(np.float64).eps)
@@ -157,6 +157,50 @@ def _measure(xp: Namespace, device: Any) -> float:
     error = float(np.max(np.abs(values - expected_) / np.maximum(np.abs(expected_), 1.0)))
     # A few units in the last place are float64's own: only a backend well past them counts.
     return error if math.isfinite(error) and error > _OWN_ROUNDING * EPS64 else EPS64
+
+
+# A function meets the backend's less accurate float64 where its outputs' fourth difference
+# along a random direction, steps of `_NOISE_STEP` max(1, |element|), is past `_MET` times
+# what float64's rounding gives (sqrt(70) eps |f|: the fourth difference's gain on rounding
+# that is independent from point to point). The step is wide of the plateaus of a function
+# computed at float32's accuracy (MLX's exp holds one value over a float32 step of x), and
+# narrow enough that a smooth function's fourth derivative (step^4 f = 1e-20 f) stays
+# under float64's rounding; where it does not (a softmax of logits x30), the backend's
+# measured accuracy is taken, as for a function that meets it.
+_NOISE_STEP = 1e-5
+_MET = 64.0
+
+
+def accuracy_at(
+    run: Callable[[list[Any], list[Any]], Any],
+    args: Sequence[Any],
+    checked: Sequence[int],
+    battery: float,
+    rng: np.random.Generator,
+    xp: Namespace,
+) -> float:
+    """The float64 accuracy the checks take for one function at float64 copies `args`:
+    float64's eps where the backend's float64 is accurate (`battery`, `float64_accuracy`,
+    at float64's eps), and where it is not (MLX's ``exp``), still float64's eps where this
+    function's outputs show float64's rounding alone (see `_MET`); else `battery`.
+
+    ``run(moved, direction)`` is the function's output at the arguments `moved` (a jvp
+    takes `direction`, ``None`` for the arguments not `checked`, as its tangents).
+    """
+    if battery <= EPS64:
+        return EPS64
+    direction = [
+        random_like(a, rng, xp, wide=True) * element_scale(a, xp) if i in checked else None for i, a in enumerate(args)
+    ]
+    outs = []
+    for k in (-2.0, -1.0, 0.0, 1.0, 2.0):
+        step = k * _NOISE_STEP
+        moved = [a if d is None else as_array(a + step * d, a, xp) for a, d in zip(args, direction, strict=True)]
+        outs.append(run(moved, direction))
+    fourth = (outs[0] + outs[4]) - 4.0 * (outs[1] + outs[3]) + 6.0 * outs[2]
+    sizes = [root_sum_squares(magnitude(a, xp), xp) for a in (fourth, outs[2])]
+    noise, size = evaluate(sizes, xp)
+    return EPS64 if noise <= _MET * math.sqrt(70.0) * EPS64 * size else battery
 
 
 def accuracy_note(eps: float) -> str:

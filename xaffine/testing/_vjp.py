@@ -16,6 +16,7 @@ from ._common import (
     UserCalls,
     as_array,
     check_options,
+    element_scale,
     first_array,
     generator,
     is_complex,
@@ -29,7 +30,17 @@ from ._common import (
     widen,
 )
 from ._results import ON_WIDE, check_lost, gradients, lost_in_range
-from ._sums import accuracy_note, evaluate, float64_accuracy, inner, magnitude, quiet, root_sum_squares, zero_where_not
+from ._sums import (
+    accuracy_at,
+    accuracy_note,
+    evaluate,
+    float64_accuracy,
+    inner,
+    magnitude,
+    quiet,
+    root_sum_squares,
+    zero_where_not,
+)
 
 _FULL_RERUN_LIMIT = 256
 _REPORTED = 5
@@ -185,7 +196,8 @@ def _point(calls: UserCalls, args: tuple[Any, ...], rng: np.random.Generator) ->
     checked = [i for i, g in enumerate(grads) if g is not None and args[i] is not None]
     lost = [(f"gradient of {name(i, names)}", narrow_grads[i], grads[i]) for i in checked] if narrow else []
     n = max_axis(shape(out), *(shape(a) for a in args if a is not None))
-    eps = float64_accuracy(xp, device_of(first_array(args)))
+    battery = float64_accuracy(xp, device_of(first_array(args)))
+    eps = accuracy_at(lambda moved, _: calls.f(moved, copies="float64"), wide_args, checked, battery, rng, xp)
     return _Point(wide_args, wide_ct, grads, checked, lost, n, eps, first_array(args).dtype)
 
 
@@ -227,21 +239,13 @@ def _failures(calls: UserCalls, point: _Point, probes: list[_Probe], rtol: float
     return [failures[k] for k in sorted(failures)]
 
 
-def _element_scale(p: Any, xp: Namespace) -> Any:
-    """``max(1, |p|)`` element by element: each element's finite-difference step, over ``cbrt(eps)``."""
-    if is_number(p):
-        return max(1.0, abs(p))
-    size = xp.abs(p)
-    return xp.where(size > 1.0, size, xp.ones_like(size))
-
-
 def _probes(
     args: Sequence[Any], checked: list[int], mode: str, directions: int, rng: np.random.Generator, xp: Namespace
 ) -> list[_Probe]:
     probes = []
     for i in checked:
         a = args[i]
-        scale = _element_scale(a, xp)
+        scale = element_scale(a, xp)
         if mode == "fast":
             probes += [
                 _Probe(i, f"direction {d}", random_like(a, rng, xp, wide=True) * scale) for d in range(directions)
