@@ -419,3 +419,66 @@ def test_from_state_dict_makes_the_subclass_holding_the_state(cls):
     layer(np.ones((2, 3), np.float32))
     layer.backward(np.ones((2, 3), np.float32))
     np.testing.assert_array_equal(layer.grads["bias"], [2.0, 2.0, 2.0])
+
+
+# -- the layer's boundary refuses what the functions refuse ---------------------------------
+
+_REFUSED = {
+    "matrix": (lambda a: np.asmatrix(a), r"is a numpy\.matrix.*np\.asarray\({}\)"),
+    "masked": (
+        lambda a: np.ma.masked_array(a, mask=np.arange(a.size).reshape(a.shape) == 0),
+        r"is a numpy masked array, whose mask the layer cannot honour.*{}\.filled\(value\)",
+    ),
+    "big-endian": (lambda a: a.astype(a.dtype.newbyteorder(">")), r"has non-native byte order.*{}\.astype"),
+}
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+@pytest.mark.parametrize("kind", list(_REFUSED))
+@pytest.mark.parametrize("name", ["weight", "bias"])
+@pytest.mark.parametrize("way", ["setter", "load_state_dict"])
+def test_the_layer_refuses_matrices_and_masked_arrays(kind, name, way):
+    """np.matrix and masked arrays (a masked 1e30 once gave outputs of 3e30) are refused at
+    the layer's boundary as the functions refuse them, naming the parameter; the layer is
+    unchanged. A setter keeps the array it is given, so a non-native byte order is refused
+    there too (load_state_dict copies, converting it)."""
+    make, pattern = _REFUSED[kind]
+    layer = Affine(4, 2, xp="numpy", seed=0)
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    value = np.asarray(layer.state_dict()[name]).copy()
+    value.flat[0] = 1e30
+    bad = make(value)
+    if way == "setter":
+        with pytest.raises(TypeError, match=rf"`{name}` " + pattern.format(name)):
+            setattr(layer, name, bad)
+    elif kind == "big-endian":
+        layer.load_state_dict({**before, name: bad})
+        np.testing.assert_array_equal(layer.state_dict()[name], value)
+        assert layer.state_dict()[name].dtype.isnative
+        return
+    else:
+        with pytest.raises(TypeError, match=rf"`{name}` " + pattern.format(name)):
+            layer.load_state_dict({**before, name: bad})
+        with pytest.raises(TypeError, match=rf"`{name}` " + pattern.format(name)):
+            Affine.from_state_dict({**before, name: bad}, xp="numpy")
+    for k, v in layer.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
+@pytest.mark.parametrize(
+    ("seed", "error", "pattern"),
+    [
+        (-1, ValueError, r"got -1"),
+        (1.5, TypeError, r"got float 1\.5"),
+        ("0", TypeError, r"got str '0'"),
+        (True, TypeError, r"got bool True"),
+        (None, None, None),
+        (np.int64(3), None, None),
+    ],
+)
+def test_seed_is_a_non_negative_integer_or_none(seed, error, pattern):
+    if error is None:
+        Affine(3, 2, xp="numpy", seed=seed)
+        return
+    with pytest.raises(error, match=r"`seed` must be a non-negative integer or None; " + pattern):
+        Affine(3, 2, xp="numpy", seed=seed)

@@ -571,6 +571,26 @@ def test_jax_python_number_bias_under_transforms(dtype):
         affine(x, w, jnp.asarray(0.5, dtype=jnp.float32 if dtype == "float16" else jnp.float16))
 
 
+@pytest.mark.parametrize("transform", ["eager", "jit", "grad"])
+def test_jax_number_tangent_beside_a_traced_number_bias(transform):
+    """A number bias is a weakly typed 0-d tracer under jax.jit and jax.grad: its tangent may
+    still be a number, as eagerly."""
+    jax = _jax()
+    jnp = jax.numpy
+    x, w = jnp.asarray(_host(((4, 3),))[0], dtype=jnp.float32), jnp.ones(3, dtype=jnp.float32)
+
+    def tangent_out(b):
+        return affine_jvp(x, w, b, (None, None, 1.0))[1]
+
+    expected = np.ones(4, dtype=np.float32)
+    if transform == "grad":  # the tangent does not depend on the bias
+        assert float(jax.grad(lambda b: jnp.sum(tangent_out(b)))(0.5)) == 0.0
+        return
+    found = tangent_out(0.5) if transform == "eager" else jax.jit(tangent_out)(0.5)
+    assert found.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(found), expected)
+
+
 def test_jax_layer_refuses_tracers():
     """A layer keeps arrays across calls; a JAX transform's tracers must not outlive it, so a
     layer refuses them with a message that says what to do (the state dict and the functions),
@@ -590,6 +610,13 @@ def test_jax_layer_refuses_tracers():
         jax.vmap(lambda g: layer.backward(g))(jnp.stack([g, g]))
     with pytest.raises(RuntimeError, match=pattern.format("weight")):
         jax.jit(lambda w: layer.load_state_dict({"weight": w, "bias": layer.bias}))(layer.weight)
+    for make in (
+        lambda w: Affine.from_state_dict({"weight": w}, xp="jax"),
+        lambda w: Affine.from_state_dict({"weight": w}, xp="numpy"),
+        lambda w: Affine.from_state_dict({"weight": layer.weight, "bias": w[0]}, xp="jax"),
+    ):
+        with pytest.raises(RuntimeError, match=pattern.format("(weight|bias)")):
+            jax.jit(make)(layer.weight)
     assert all(np.array_equal(np.asarray(v), before[k]) for k, v in layer.state_dict().items())
     assert all(v is None for v in layer.grads.values())
     layer.backward(g)  # eagerly, all is as before

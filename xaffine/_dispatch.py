@@ -83,17 +83,21 @@ def mixed_libraries(arrays: list[tuple[Array, str]], asked: Namespace | None = N
 
 def facts_of(a: Any, name: str, xp: Namespace | None = None) -> Prepared:
     """What `a`'s type and dtype tell (`xp`, if given, is its namespace), or a TypeError naming `name`."""
-    if isinstance(a, MATRICES):
+    code = name.rpartition("(")[2].rstrip(")")  # `tangents[0] (dx)`: dx, a name code can use
+    if isinstance(a, np.ma.MaskedArray):
         msg = (
-            f"`{name}` is a {type(a).__module__}.{type(a).__name__}, whose operators differ from an array's; "
-            "pass np.asarray(...) of it"
+            f"`{name}` is a numpy masked array, whose mask the layer cannot honour (the values under it "
+            f"would be used); pass {code}.filled(value), with the value its masked elements stand for"
         )
+        raise TypeError(msg)
+    if isinstance(a, MATRICES):
+        msg = f"`{name}` is a numpy.matrix, whose operators differ from an array's; pass np.asarray({code})"
         raise TypeError(msg)
     if not hasattr(a, "shape") or not hasattr(a, "dtype"):
         raise not_an_array(name, a)
     dtype = a.dtype
     if isinstance(a, _NUMPY_ARRAYS) and not dtype.isnative:
-        msg = f"`{name}` has non-native byte order ({dtype}); convert it: {name}.astype({name}.dtype.newbyteorder('='))"
+        msg = f"`{name}` has non-native byte order ({dtype}); convert it: {code}.astype({code}.dtype.newbyteorder('='))"
         raise TypeError(msg)
     row = backend_of(a)
     if xp is None:

@@ -60,8 +60,16 @@ def draw(init: str, in_features: int, out_features: int, bias: bool, seed: int |
     Raises
     ------
     ValueError
-        For an unknown `init`.
+        For an unknown `init`, or a negative `seed`.
+    TypeError
+        For a `seed` that is not an integer or None.
     """
+    if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))):
+        msg = f"`seed` must be a non-negative integer or None; got {type(seed).__name__} {seed!r}"
+        raise TypeError(msg)
+    if seed is not None and seed < 0:
+        msg = f"`seed` must be a non-negative integer or None; got {seed}"
+        raise ValueError(msg)
     try:
         weight_init = INITS[init]
     except KeyError:

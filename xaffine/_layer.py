@@ -23,6 +23,7 @@ from ._backends import (
     transfer,
 )
 from ._core import AffineGrads, affine_vjp
+from ._dispatch import MATRICES, facts_of
 from ._typing import Array, Device, Namespace
 
 __all__ = ["MAX_FEATURES", "Affine", "check_layout", "layer_from_state", "resolve_backend"]
@@ -98,6 +99,10 @@ def _checked_state(state: Mapping[str, Any]) -> Mapping[str, Any]:
         if not hasattr(value, "shape") or not hasattr(value, "dtype"):
             msg = f"{key!r} must be an array; got {type(value).__name__}"
             raise TypeError(msg)
+        if isinstance(value, MATRICES):
+            facts_of(value, key)  # refuses them as the functions do
+        row = library_row(library_of(value))
+        _refuse_traced(None if row is None else row.traced, value, key)
         if isinstance(value, np.ndarray) and not value.dtype.isnative:
             state = {**state, key: value.astype(value.dtype.newbyteorder("="))}
     check_layout({key: (tuple(value.shape), dtype_name(value.dtype)) for key, value in state.items()})
@@ -454,6 +459,7 @@ def _check_replacement(
         msg = f"`{name}` must be an array of this layer's backend, {library_of(xp)}; got {type(value).__name__}"
         raise TypeError(msg)
     _refuse_traced(traced, value, name)
+    facts_of(value, name)  # a matrix, a masked array, a non-native byte order: the functions' refusals
     if tuple(value.shape) != tuple(old.shape):
         msg = f"`{name}` must have shape {tuple(old.shape)}; got {tuple(value.shape)}"
         raise ValueError(msg)

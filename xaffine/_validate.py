@@ -1,10 +1,8 @@
 """Input validation at the public boundary: libraries, shapes, dtypes and devices.
 
-Only metadata is inspected, never values: a value check would force a compute on
-Dask and fail under ``jax.jit``. Every message names the parameter, what arrived
-and what was expected. Inputs of a signature seen before skip every check that
-depends only on the signature (one memo, ``_SIGNATURES``); devices are compared
-on every call.
+Only metadata is inspected, never values (a value check would force a compute on Dask and
+fail under ``jax.jit``); every message names the parameter, what arrived and what was
+expected. Inputs of a signature seen before skip the checks it decides (``_SIGNATURES``).
 """
 
 from __future__ import annotations
@@ -36,10 +34,10 @@ GRAD_NAMES = ("x", "weight", "bias")
 _ALL_GRADS = frozenset(GRAD_NAMES)
 # Tuples, not unions: torch.compile's tracer cannot evaluate ``type | type``.
 _COMPLEX_NUMBERS = (complex, np.complexfloating)
+_LARGEST = int(np.finfo(np.float64).max)
 
-# Inputs that passed `prepare`, by signature: what every check's outcome depends on (each
-# array's type, dtype and shape; a number's type; `xp`), except devices. The value says
-# whether weight's and bias's devices are compared with x's on each call.
+# Inputs that passed `prepare`, by `_signature`s and `xp`: what decides every check but the
+# devices'. The value says whether weight's and bias's devices are compared on each call.
 _SIGNATURES: dict[tuple[Any, ...], tuple[Prepared, bool, bool]] = {}
 _MAX_SIGNATURES = 256
 
@@ -49,27 +47,31 @@ def prepare(x: Array, weight: Array, bias: Any, *, xp: Any = None) -> Prepared:
     if type(x) is not np.ndarray and tracing():  # torch.compile would guard its code on the memo
         return _prepare(x, weight, bias, xp)[0]
     try:
-        key: tuple[Any, ...] = (type(x), x.dtype, x.shape, type(weight), weight.dtype, weight.shape, type(bias), xp)
-        if bias is not None and type(bias) not in PYTHON_NUMBERS:
-            key = (*key, bias.dtype, bias.shape)
+        key = (*_signature(x), *_signature(weight), *_signature(bias), xp)
         known = _SIGNATURES.get(key)
     except (AttributeError, TypeError):  # not arrays, or unhashable: the full checks say what is wrong
         return _prepare(x, weight, bias, xp)[0]
     if known is None:
         known = _prepare(x, weight, bias, xp)
         if len(_SIGNATURES) >= _MAX_SIGNATURES:
-            _SIGNATURES.clear()
+            _SIGNATURES.clear()  # a bound, rarely met: a program meets a few signatures
         _SIGNATURES[key] = known
         return known[0]
     prepared, weight_device, bias_device = known
-    if prepared.row.check is not None:
-        _check_each(prepared, (x, "x"), (weight, "weight"), (bias, "bias"))
+    _check_each(prepared, (x, "x"), (weight, "weight"), (bias, "bias"))
     if not (weight_device or bias_device):
         return prepared
     device = array_device(x)
     if (weight_device and _on_another_device(weight, device)) or (bias_device and _on_another_device(bias, device)):
         return _prepare(x, weight, bias, xp)[0]  # raises the error about devices
     return prepared if device == prepared.device else prepared._replace(device=device)
+
+
+def _signature(a: Any) -> tuple[Any, ...]:
+    """What decides `a`'s checks but its device: type, dtype (byte order too), shape, weak type; an int's range."""
+    if a is None or type(a) in PYTHON_NUMBERS:
+        return type(a), type(a) is int and abs(a) > _LARGEST
+    return type(a), a.dtype, a.shape, getattr(a, "weak_type", None)
 
 
 def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> tuple[Prepared, bool, bool]:
@@ -106,15 +108,11 @@ def _check_shapes(x_shape: tuple[Any, ...], w_shape: tuple[Any, ...]) -> None:
         msg = "`x` must have at least one axis, shape (..., in_features); got a 0-d array"
         raise ValueError(msg)
     if len(w_shape) not in (1, 2):
-        msg = (
-            "`weight` must be 2-D, shape (out_features, in_features), or 1-D, shape (in_features,); "
-            f"got shape {w_shape}"
-        )
+        msg = f"`weight` must be 2-D, shape (out_features, in_features), or 1-D, (in_features,); got shape {w_shape}"
         raise ValueError(msg)
     if len(x_shape) > 2 and not all(isinstance(d, int) for d in x_shape[:-1]):
         msg = (
-            f"`x` has leading axes of unknown size (shape {x_shape}); with more than one leading axis "
-            "their sizes must be known: call x.compute_chunk_sizes() (Dask) or reshape x to 2-D first"
+            f"`x` has leading axes of unknown size (shape {x_shape}): call x.compute_chunk_sizes() (Dask) or reshape it"
         )
         raise ValueError(msg)
 
@@ -136,8 +134,7 @@ def _check_bias(bias: Any, x: Array, w_shape: tuple[Any, ...], facts: Prepared) 
         _check_number(bias, "bias", x, facts)
         if expected:
             msg = (
-                f"`bias` must be an array of shape (out_features,) = {expected} for a 2-D "
-                f"`weight`; got the number {bias!r}"
+                f"`bias` must be an array of shape (out_features,) = {expected} with a 2-D weight; got number {bias!r}"
             )
             raise ValueError(msg)
         return False
@@ -148,9 +145,8 @@ def _check_bias(bias: Any, x: Array, w_shape: tuple[Any, ...], facts: Prepared) 
     return True
 
 
-def _on_another_device(a: Any, device: Device) -> bool:
-    other = array_device(a)
-    return other is not None and other != device  # traced arrays under jax.jit report none
+def _on_another_device(a: Any, device: Device) -> bool:  # traced arrays under jax.jit report none
+    return (other := array_device(a)) is not None and other != device
 
 
 def _check_number(value: object, name: str, x: Array, facts: Prepared) -> None:
@@ -160,13 +156,15 @@ def _check_number(value: object, name: str, x: Array, facts: Prepared) -> None:
     if isinstance(value, _COMPLEX_NUMBERS) and not facts.complex_:
         msg = f"`{name}` is the complex number {value!r} but `x` is real ({x.dtype})"
         raise TypeError(msg)
+    if isinstance(value, int) and abs(value) > _LARGEST:
+        msg = f"`{name}` is an integer of {value.bit_length()} bits, past float64's range (about 1.8e308)"
+        raise ValueError(msg)
 
 
 def _check_like(
     a: Any, x: Array, name: str, facts: Prepared, device: Device, numpy_args: frozenset[str], host_name: str = "x"
 ) -> None:
-    """`a` has x's dtype, the library of `facts` (or is a NumPy argument) and `device`,
-    that of the computing library's array `host_name`."""
+    """`a` has x's dtype, the library of `facts` (or is a NumPy argument) and `device` (`host_name`'s)."""
     if not hasattr(a, "dtype") or not hasattr(a, "shape"):
         raise not_an_array(name, a)
     if type(a) is not type(x) and name not in numpy_args and library_of(a) != library_of(facts.xp):
@@ -174,10 +172,7 @@ def _check_like(
     if a.dtype != x.dtype and not _weak_number(a, name, x, facts):
         own = name not in numpy_args and type(a) is type(x)
         facts_of(a, name, facts.xp if own else None)  # refuses a non-array, non-floating or non-native dtype by name
-        msg = (
-            f"`x` and `{name}` must share one dtype; got {x.dtype} and {a.dtype} "
-            "(cast one explicitly: xaffine never upcasts silently)"
-        )
+        msg = f"`x` and `{name}` must share one dtype; got {x.dtype} and {a.dtype} (cast one: xaffine never upcasts)"
         raise TypeError(msg)
     if isinstance(a, MATRICES):
         facts_of(a, name)
@@ -188,20 +183,20 @@ def _check_like(
         raise ValueError(msg)
 
 
+def _traced_number(a: Any) -> bool:
+    """Whether `a` is a Python number made a weakly typed 0-d array by a JAX transform (jit, grad)."""
+    return getattr(a, "weak_type", False) is True and a.ndim == 0
+
+
 def _weak_number(a: Any, name: str, x: Array, facts: Prepared) -> bool:
-    """Whether `a` is a Python number that a JAX transform made a 0-d array of a weak type
-    (``jax.jit``'s arguments, ``jax.grad``'s variable): it adds in x's dtype, as the number
-    would; complex for a real `x` is refused as for the number."""
-    if not (getattr(a, "weak_type", False) is True and a.ndim == 0):
-        return False
-    if not facts.complex_ and facts.xp.isdtype(a.dtype, "complex floating"):
+    """Whether `a` is a `_traced_number`, added in x's dtype as the number would be (complex refused for real x)."""
+    if _traced_number(a) and not facts.complex_ and facts.xp.isdtype(a.dtype, "complex floating"):
         msg = f"`{name}` is a complex number (a weakly typed {a.dtype} array) but `x` is real ({x.dtype})"
         raise TypeError(msg)
-    return True
+    return _traced_number(a)
 
 
-def _dims_differ(a: object, b: object) -> bool:
-    # Unknown sizes (None in the standard, nan in Dask) cannot be compared here.
+def _dims_differ(a: object, b: object) -> bool:  # unknown sizes (None; Dask's nan) are not compared
     return isinstance(a, int) and isinstance(b, int) and a != b
 
 
@@ -210,11 +205,9 @@ def _shapes_differ(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
 
 
 def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") -> Prepared:
-    """Check the incoming gradient against the layer's output (errors as ``affine_backward``
-    documents); what the math needs to know now: a `grad` of a library that takes NumPy
-    operands (Dask, JAX, pydata/sparse) beside NumPy primals makes that library compute."""
-    if prepared.row.check is not None:
-        _check_each(prepared, (grad, name))
+    """Check the incoming gradient against the output (errors as ``affine_backward`` documents);
+    a `grad` of a library that takes NumPy operands beside NumPy primals makes that library compute."""
+    _check_each(prepared, (grad, name))
     try:
         if (
             type(grad) is type(x)
@@ -253,9 +246,8 @@ def _join(a: Any, name: str, x: Array, prepared: Prepared) -> Prepared:
 def check_tangents(
     tangents: object, x: Array, weight: Array, bias: object, prepared: Prepared
 ) -> tuple[tuple[Any, ...], Prepared]:
-    """The tangents as a triple, each checked against its primal's shape, dtype and device
-    (errors as ``affine_jvp`` documents), and what the math needs to know now (a tangent
-    may bring the computing library, as `check_grad`'s `grad` does)."""
+    """The tangents as a triple, each checked against its primal (errors as ``affine_jvp``
+    documents), and what the math needs to know (a tangent may bring the computing library)."""
     if isinstance(tangents, (str, bytes)) or not isinstance(tangents, Iterable):
         msg = f"`tangents` must be a tuple (dx, dweight, dbias) of arrays or None; got {describe(tangents)}"
         raise TypeError(msg)
@@ -273,9 +265,8 @@ def check_tangents(
             raise ValueError(msg)
         number = type(tangent) in PYTHON_NUMBERS or (is_number(tangent) and is_number(primal))
         if number or not hasattr(tangent, "shape"):  # (a symbolic float under torch.compile: a number)
-            if not is_number(primal):
-                shape = tuple(primal.shape)
-                msg = f"`{label}` must be an array of the shape of `{name}`, {shape}; got {describe(tangent)}"
+            if not (is_number(primal) or _traced_number(primal)):
+                msg = f"`{label}` must be an array of `{name}`'s shape, {tuple(primal.shape)}; got {describe(tangent)}"
                 raise TypeError(msg)
             _check_number(tangent, label, x, prepared)
             continue
@@ -293,20 +284,16 @@ def check_wrt(wrt: object) -> frozenset[str]:
         return _ALL_GRADS
     if type(wrt) is frozenset and wrt <= _ALL_GRADS:
         return wrt
-    if isinstance(wrt, str):
-        items: tuple[Any, ...] = (wrt,)
-    elif isinstance(wrt, Iterable) and not isinstance(wrt, bytes):
-        items = tuple(wrt)
-    else:
+    if not isinstance(wrt, Iterable) or isinstance(wrt, bytes):
         msg = f"`wrt` must be a name or an iterable of names ('x', 'weight', 'bias'); got {describe(wrt)}"
         raise TypeError(msg)
+    items = (wrt,) if isinstance(wrt, str) else tuple(wrt)
     bad = [w for w in items if not isinstance(w, str)]
     if bad:
         msg = f"`wrt` must hold names ('x', 'weight', 'bias'); got {describe(bad[0])} in it"
         raise TypeError(msg)
     unknown = frozenset(items) - _ALL_GRADS
     if unknown:
-        allowed = ", ".join(repr(n) for n in GRAD_NAMES)
-        msg = f"unknown name {sorted(unknown)[0]!r} in `wrt`; allowed: {allowed}"
+        msg = f"unknown name {sorted(unknown)[0]!r} in `wrt`; allowed: {', '.join(map(repr, GRAD_NAMES))}"
         raise ValueError(msg)
     return frozenset(items)
