@@ -288,3 +288,37 @@ def test_beyond_the_training_scales_no_verdict_on_a_right_backward(layer_name, d
         if layer_name != "logsumexp":  # one-hot, exp(x - max) is softmax: its slip is no slip there
             with pytest.raises(AssertionError):
                 check_adjoint(layer.jvp, layer.wrong[1], args, seed=seed)
+
+
+# -- points the long runs found ------------------------------------------------------------
+
+# The MLP at x10 in float32 (case 12319 of a 100,000-case run): x (1, 5), w1 (6, 5), b1, w2
+# (1, 6), b2. The hidden unit of pre-activation near 16 saturates.
+_SATURATED_MLP = (
+    [[3.8945916, 12.650902, 1.1974740, -6.6603746, 0.63175303]],
+    [
+        [0.50733536, 1.0272347, 0.40934214, 0.38187084, 0.5747571],
+        [0.17783248, 0.48628616, -0.013791100, 0.48324108, -0.12849718],
+        [0.10382683, 0.4931207, 0.1621613, -0.13944659, 0.5601404],
+        [-0.3638897, -0.19067717, 0.5630498, -0.4531232, -0.058978483],
+        [0.030123003, 0.091125496, 0.37217683, 0.37603143, -0.9272015],
+        [-0.109052904, 0.36814207, 0.7570777, 0.8707348, -0.9378386],
+    ],
+    [0.6766869, 0.18167694, -0.076712854, 0.7926729, -1.386948, -0.00072142819],
+    [[0.567979, -0.049558263, 0.39280447, 0.58870995, 0.8726337, -0.3493133]],
+    [-0.6574827],
+)
+
+
+def test_a_step_that_changes_no_output_is_taken_again_larger():
+    """The hidden tanh at a pre-activation near 16 moved by less than float64's last place
+    of 1 under a step of 6e-6: no output changed, and full mode said numeric 0 against an
+    analytic -6.7e-12 (the outputs' own last place bounds nothing lost inside). A step that
+    changes no output is taken again larger; the wrong backward still fails there."""
+    layer = BY_NAME["two-layer MLP"]
+    args = tuple(np.asarray(a, dtype=np.float32) for a in _SATURATED_MLP)
+    check_vjp(layer.f, layer.vjp, args, seed=12319, mode="full")
+    check_vjp(layer.f, layer.vjp, args, seed=12319)
+    for mode in ("fast", "full"):
+        with pytest.raises(AssertionError, match="gradient check failed"):
+            check_vjp(layer.f, layer.wrong[1], args, seed=12319, mode=mode)

@@ -50,8 +50,10 @@ _ROUNDING = 8.0
 _TRUNCATION_MARGIN = 2.0
 # Outputs a step leaves unchanged: half a unit in the last place each, times this margin.
 _UNRESOLVED = 4.0
-# Failing finite-difference probes are tried again with the step divided by this, up to
-# _RETRIES times, while the truncation error dominates their bound.
+# Failing finite-difference probes are tried again, up to _RETRIES times, with the step
+# divided by this while the truncation error dominates their bound, or multiplied by it
+# while the step changed no output (what it moved was lost below float64's last place of
+# an intermediate, as at a saturated tanh, where the outputs' own last place says nothing).
 _RETRY = 16.0
 _RETRIES = 4
 _PER_PROBE = 8  # the scalars each finite-difference probe evaluates
@@ -205,33 +207,35 @@ def _failures(calls: UserCalls, point: _Point, probes: list[_Probe], rtol: float
     """What each failing probe says, in probe order.
 
     A probe out of tolerance whose bound the truncation error dominated (the function
-    bends within one step) is tried again with smaller steps, while that holds; it passes
-    at a step whose own bound it meets. Rounding-bound probes are not retried: a smaller
-    step would only widen their bound.
+    bends within one step) is tried again with smaller steps, while that holds, and one
+    whose step changed no output with larger steps, while that holds (`_RETRY`); it passes
+    at a step whose own bound it meets. Other rounding-bound probes are not retried: a
+    smaller step would only widen their bound. The first step's message is the one kept.
     """
     xp = calls.xp
     dtype_max = float(xp.finfo(point.dtype).max)
     device = device_of(point.args[point.checked[0]])
     extra = [lost_in_range(widen(nv, xp), wv, dtype_max, xp, device) for _, nv, wv in point.lost]
     failures: dict[int, str] = {}
-    pending = list(range(len(probes)))
-    h = float(np.cbrt(point.eps))
-    for step in (h / _RETRY**level for level in range(_RETRIES + 1)):
-        scalars = [s for k in pending for s in _probe_scalars(calls, point, probes[k], step)]
+    steps = dict.fromkeys(range(len(probes)), float(np.cbrt(point.eps)))
+    pending = list(steps)
+    for _ in range(_RETRIES + 1):
+        scalars = [s for k in pending for s in _probe_scalars(calls, point, probes[k], steps[k])]
         values = evaluate(scalars + extra, xp)
         if extra:
             check_lost(point.lost, values[len(scalars) :], point.dtype, dtype_max)
             extra = []
         still = []
         for j, k in enumerate(pending):
-            text, bends = _probe_verdict(
-                values[_PER_PROBE * j : _PER_PROBE * (j + 1)], step, point.eps, point.n, rtol, atol
+            text, factor = _probe_verdict(
+                values[_PER_PROBE * j : _PER_PROBE * (j + 1)], steps[k], point.eps, point.n, rtol, atol
             )
             if text is None:
                 failures.pop(k, None)
                 continue
             failures.setdefault(k, f"{name(probes[k].index, calls.names)}, {probes[k].label}: {text}")
-            if bends:
+            if factor is not None:
+                steps[k] *= factor
                 still.append(k)
         pending = still
         if not pending:
@@ -316,14 +320,15 @@ def _probe_scalars(calls: UserCalls, point: _Point, probe: _Probe, h: float) -> 
 @quiet
 def _probe_verdict(
     values: np.ndarray[Any, Any], h: float, eps: float, n: int, rtol: float, atol: float | None
-) -> tuple[str | None, bool]:
+) -> tuple[str | None, float | None]:
     """None when the probe passes, else what is wrong (values per unit of the element); and
-    whether the truncation error dominated its bound (then a smaller step can tell)."""
+    the factor of a step that can tell where this one could not: smaller where the
+    truncation error dominated the bound, larger where the step changed no output."""
     near, far, analytic, not_finite, moved_out, unchanged_out, moved_in, unit = values
     numeric = near / (2.0 * h)
     if not_finite > 0:
         s = "s" if not_finite != 1 else ""
-        return f"the gradient is infinite or NaN at {int(not_finite)} element{s} this probe moves", False
+        return f"the gradient is infinite or NaN at {int(not_finite)} element{s} this probe moves", None
     if atol is None:
         # What the difference quotient can lose: the rounding of the outputs the step
         # moved and of the moved point, over the step; the outputs it left unchanged,
@@ -337,9 +342,9 @@ def _probe_verdict(
     error = abs(numeric - analytic)
     bound = atol + rtol * abs(analytic)
     if math.isfinite(error) and math.isfinite(bound) and error <= bound:
-        return None, False
+        return None, None
     text = (
         f"analytic {analytic / unit:.10g}, numeric {numeric / unit:.10g}, error {error / unit:.3g} "
         f"> atol {atol / unit:.3g} + rtol {rtol:.3g} x |analytic|"
     )
-    return text, bends
+    return text, 1.0 / _RETRY if bends else _RETRY if moved_out == 0.0 and near == 0.0 else None
