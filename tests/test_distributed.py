@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests.helpers import host_random, inputs
-from xaffine import Affine, affine, affine_backward, affine_vjp
+from xaffine import Affine, affine, affine_backward, affine_jvp, affine_vjp
 from xaffine._reference import backward as reference_backward
 from xaffine._reference import forward as reference_forward
 
@@ -135,15 +135,40 @@ def test_the_distributed_example_trains():
     assert "in 4 chunks of 10000" in done.stdout
 
 
-def test_zero_size_batch_chunked_along_the_batch():
-    x = da.zeros((2, 0, 3), chunks=(1, -1, -1))
-    w, b = np.ones((4, 3)), np.ones(4)
+@pytest.mark.parametrize(
+    ("shape", "chunks"),
+    [
+        ((0, 3), -1),
+        ((2, 0, 3), (1, -1, -1)),
+        ((2, 0, 3), -1),
+        ((3, 0, 3), 1),
+        ((0, 2, 3), -1),
+        ((2, 3, 0, 3), -1),
+        ((2, 0, 3, 3), (1, 1, 1, 2)),
+    ],
+)
+@pytest.mark.parametrize("weight_chunks", [-1, (1, 3)])
+@pytest.mark.parametrize("one_output", [False, True])
+def test_zero_size_batches_of_any_leading_axes(shape, chunks, weight_chunks, one_output):
+    """Every zero-size batch works on Dask, lazily, as on NumPy: with several leading axes
+    Dask's reshape once failed (an empty iterable; a missing dependency at compute)."""
+    host_x = np.zeros(shape)
+    host_w, host_b = (np.ones(3), 0.5) if one_output else (np.ones((4, 3)), np.ones(4))
+    x = da.from_array(host_x, chunks=chunks)
+    w = da.from_array(host_w, chunks=-1 if one_output else weight_chunks)
+    b = host_b if one_output else da.from_array(host_b, chunks=-1 if weight_chunks == -1 else 1)
     out = affine(x, w, b)
-    assert out.shape == (2, 0, 4)
-    grads = affine_backward(da.zeros((2, 0, 4), chunks=(1, -1, -1)), x, w, b)
-    computed = dask.compute(out, *grads)
-    assert [np.asarray(a).shape for a in computed] == [(2, 0, 4), (2, 0, 3), (4, 3), (4,)]
-    np.testing.assert_array_equal(computed[2], np.zeros((4, 3)))
+    g = da.zeros(out.shape, chunks=-1)
+    grads = affine_backward(g, x, w, b)
+    _, tangent_out = affine_jvp(x, w, b, (x, w, None if one_output else b))
+    lazy = [out, tangent_out, *(a for a in grads if not isinstance(a, float))]
+    assert all(isinstance(a, da.Array) for a in lazy)
+    computed = dask.compute(out, tangent_out, *grads)
+    expected_out = affine(host_x, host_w, host_b)
+    expected = [expected_out, expected_out, *affine_backward(np.zeros(expected_out.shape), host_x, host_w, host_b)]
+    for found, wanted in zip(computed, expected, strict=True):
+        assert np.shape(found) == np.shape(wanted)
+        np.testing.assert_array_equal(found, wanted)
 
 
 def test_unknown_chunk_sizes():

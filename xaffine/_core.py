@@ -50,7 +50,11 @@ def _unrows(a: Array, shape: tuple[Any, ...], xp: Namespace, *, vector: bool = F
     """The matrix `a` back in `shape`; `vector`: drop the unit last axis of a 1-D weight's output."""
     if vector:
         a = a[:, 0]  # indexing, not reshape: Dask rows of unknown size stay lazy
-    return a if a.ndim == len(shape) else xp.reshape(a, shape)
+    if a.ndim == len(shape):
+        return a
+    if 0 in shape:  # nothing to keep, and Dask cannot reshape empty rows to several axes
+        return xp.zeros(shape, dtype=a.dtype, device=device_of(a))
+    return xp.reshape(a, shape)
 
 
 def _matrix(weight: Array) -> Array:
