@@ -821,3 +821,34 @@ def test_a_file_and_a_state_dict_get_one_layout_message(tmp_path, state):
     with pytest.raises(type(from_dict.value)) as from_file:
         load(path, xp="numpy")
     assert str(from_file.value) == f"{path}: {from_dict.value}"
+
+
+@pytest.mark.parametrize("length", [200, 237, 238, 250, 255])
+def test_a_long_but_valid_file_name_saves_and_loads(tmp_path, length):
+    """Names of up to 255 bytes, which open() takes: the hidden names beside them are cut
+    short to fit (they once made 'File name too long' from 238 bytes on)."""
+    layer = Affine(3, 2, xp="numpy", seed=0)
+    for stem in ("a" * (length - 4), ("é" * length)[: (length - 4) // 2]):
+        path = tmp_path / f"{stem}.npz"
+        save(path, layer)
+        save(path, layer)  # replacing it too
+        loaded = load(path, xp="numpy")
+        np.testing.assert_array_equal(loaded.weight, layer.weight)
+    assert all(not p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="FIFOs and symbolic links are POSIX here")
+@pytest.mark.parametrize("kind", ["directory", "fifo"])
+def test_a_link_is_named_only_where_the_path_is_one(tmp_path, monkeypatch, kind):
+    """A plain relative path to a folder or FIFO is named as given; `(a link to ...)` only
+    where the path is a symbolic link."""
+    monkeypatch.chdir(tmp_path)
+    node = tmp_path / "layer.npz"
+    node.mkdir() if kind == "directory" else os.mkfifo(node)
+    (tmp_path / "via.npz").symlink_to(node)
+    for path, linked in (("layer.npz", False), ("via.npz", True)):
+        for run in (lambda: load(path, xp="numpy"), lambda: save(path, Affine(2, 2, xp="numpy"))):
+            with pytest.raises(OSError) as caught:
+                run()
+            assert caught.value.filename == path
+            assert ("a link to" in str(caught.value)) is linked, str(caught.value)

@@ -20,6 +20,7 @@ from typing import BinaryIO
 
 __all__ = ["NotARegularFileError", "check_replaceable", "open_regular", "replacing", "replacing_all"]
 
+_SEPARATORS = tuple(s for s in (os.sep, os.altsep) if s)
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 # O_NONBLOCK: should a FIFO take the place of the file between the check and the open, the
 # open returns at once instead of waiting for a writer (it is then refused by fstat).
@@ -47,8 +48,9 @@ def _what(mode: int) -> str:
 
 
 def _refuse(path: str, mode: int, target: str | None = None) -> OSError:
-    """The error for a `path` that is not a regular file (`target`: where its links lead)."""
-    via = f" (a link to {target!r})" if target is not None and target != path else ""
+    """The error for a `path` that is not a regular file (`target`: where it leads, named
+    where `path` is a symbolic link)."""
+    via = f" (a link to {target!r})" if target is not None and os.path.islink(path) else ""
     if stat.S_ISDIR(mode):
         return IsADirectoryError(errno.EISDIR, f"is a directory{via}; expected a regular file", path)
     return NotARegularFileError(
@@ -82,7 +84,10 @@ def open_regular(path: str) -> BinaryIO:
 
 def _check_target(target: str, shown: str) -> os.stat_result | None:
     """The stat of the file `target` (`shown`: the path as given) a save would replace, or
-    None if there is none; refuses what is not a regular file, or is read-only."""
+    None if there is none; refuses what is not a regular file, or is read-only, and a path
+    that ends in a separator (it names a folder, and would make a file of that name)."""
+    if shown.endswith(_SEPARATORS):
+        raise IsADirectoryError(errno.EISDIR, "ends in a path separator, so it names a folder; expected a file", shown)
     try:
         st = os.stat(target)
     except FileNotFoundError:
@@ -196,8 +201,12 @@ def _move_into_place(temporaries: list[str], targets: list[str], shown: Sequence
             with contextlib.suppress(OSError):
                 if backup is None:
                     os.unlink(target)
-                else:
-                    os.replace(backup, target)
+                    continue
+                os.replace(backup, target)
+                # Where the failed rename left `target` as it was, the backup is a second
+                # name of its own file, which rename(2) leaves in place: removed here.
+                if os.path.lexists(backup):
+                    os.unlink(backup)
         raise
     for _, backup in backups:
         if backup is not None:
@@ -207,19 +216,36 @@ def _move_into_place(temporaries: list[str], targets: list[str], shown: Sequence
 
 def _keep(target: str) -> str:
     """A second name for `target`'s current contents, beside it, to restore them from."""
-    directory, base = os.path.split(target)
-    backup = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.old")
+    backup = _beside(target, "old")
     try:
         os.link(target, backup)
     except OSError:
-        shutil.copy2(target, backup)
+        try:
+            shutil.copy2(target, backup)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(backup)  # a copy cut short (no space left)
+            raise
     return backup
 
 
-def _create_beside(target: str, shown: str) -> tuple[int, str]:
+def _beside(target: str, kind: str) -> str:
+    """A new hidden name in `target`'s folder, ``.<name>.<random>.<kind>``, with `target`'s
+    name cut short where the whole would pass the file system's longest name."""
     directory, base = os.path.split(target)
+    try:
+        longest = os.pathconf(directory or ".", "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer
+        longest = 255
+    tail = f".{secrets.token_hex(6)}.{kind}"
+    room = max(longest - len(tail.encode()) - 1, 1)
+    name = os.fsencode(base)[:room].decode(errors="ignore") if len(os.fsencode(base)) > room else base
+    return os.path.join(directory, f".{name}{tail}")
+
+
+def _create_beside(target: str, shown: str) -> tuple[int, str]:
     while True:
-        temporary = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+        temporary = _beside(target, "tmp")
         try:
             # 0o666: the umask applies, as for open(path, "wb").
             return os.open(temporary, _FLAGS, 0o666), temporary
