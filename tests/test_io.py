@@ -852,3 +852,24 @@ def test_a_link_is_named_only_where_the_path_is_one(tmp_path, monkeypatch, kind)
                 run()
             assert caught.value.filename == path
             assert ("a link to" in str(caught.value)) is linked, str(caught.value)
+
+
+def test_a_layer_on_torchs_meta_device_is_refused_naming_it(tmp_path):
+    """A meta tensor has shapes and no values: save, export and .to() say so, naming the
+    parameter, and write nothing (torch's NotImplementedError once came through)."""
+    pytest.importorskip("torch", reason="torch's meta device")
+    layer = Affine(3, 2, xp="torch", device="meta")
+    pattern = r"`(layer`'s )?weight`? is on torch's meta device, which holds shapes and dtypes but no values"
+    for suffix in (".npz", ".safetensors"):
+        with pytest.raises(ValueError, match=pattern):
+            save(tmp_path / f"m{suffix}", layer)
+    with pytest.raises(ValueError, match=pattern):
+        layer.to("numpy")
+    try:
+        from xaffine.onnx import export
+    except ImportError:
+        pass
+    else:
+        with pytest.raises((ValueError, ImportError), match=pattern + "|ndonnx|onnx"):
+            export(layer, tmp_path / "m.onnx")
+    assert list(tmp_path.iterdir()) == []

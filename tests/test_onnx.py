@@ -415,3 +415,17 @@ def test_a_path_ending_in_a_separator_is_refused(tmp_path, name):
         export(_params("float32"), path, backward=True)
     assert caught.value.filename == path
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["sub"]
+
+
+def test_a_big_endian_parameter_is_exported_in_native_order(tmp_path):
+    """ONNX has one byte order: a big-endian weight (from a file written elsewhere) is
+    converted, values unchanged (ndonnx once said '`>f8` does not have a corresponding
+    primitive data type')."""
+    onnxruntime = pytest.importorskip("onnxruntime", reason="running the exported model needs onnxruntime")
+    params = _params("float64")
+    swapped = {k: v.astype(v.dtype.newbyteorder(">")) for k, v in params.items()}
+    path = tmp_path / "m.onnx"
+    export(swapped, path)
+    x = host_random((5, 3), "float64", 3)
+    (out,) = onnxruntime.InferenceSession(os.fspath(path)).run(["out"], {"x": x})
+    assert_close(out, reference_forward(x, params["weight"], params["bias"]), "float64", 3)

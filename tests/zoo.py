@@ -216,7 +216,8 @@ def gelu_tanh(x: Any) -> Any:
 
 
 def _gelu_z(x: Any) -> Any:
-    return _GELU_C * (x + 0.044715 * x**3)
+    # x (1 + a x^2), not x + a x^3: the cube overflows float16 from |x| = 41 (inputs x10).
+    return _GELU_C * x * (1.0 + 0.044715 * x * x)
 
 
 def _gelu_derivative(x: Any, cubic: float = 3 * 0.044715) -> Any:

@@ -1028,11 +1028,18 @@ def default_backend() -> BackendChoice:
         return _BY_NAME["numpy"].load(reason=f"CPU fallback: no usable CuPy GPU ({exc.reason})")
 
 
-def to_numpy(a: Array) -> np.ndarray[Any, Any]:
+def to_numpy(a: Array, name: str = "the array") -> np.ndarray[Any, Any]:
     """A NumPy copy (or view) of `a` on the host; computes Dask arrays.
 
     bfloat16, which NumPy has no type for, comes back as float32 (which holds it exactly).
+    An array on torch's ``meta`` device, which has no values, is a ValueError naming `name`.
     """
+    if str(getattr(a, "device", "")) == "meta":
+        msg = (
+            f"{name} is on torch's meta device, which holds shapes and dtypes but no values; "
+            "make it on a device with data (device='cpu')"
+        )
+        raise ValueError(msg)
     row = backend_of(a)
     if row is None:
         return _numpy_host(a)
@@ -1068,9 +1075,12 @@ def dtype_name(dtype: Any) -> str:
     return name.rpartition(".")[2]
 
 
-def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None, *, copy: bool = True) -> Array:
+def transfer(
+    a: Array, xp: Namespace, device: Device, dtype: Any = None, *, copy: bool = True, name: str = "the array"
+) -> Array:
     """A copy of `a` (any library) as an array of `xp` on `device`, cast to `dtype` if given;
-    `copy=False`: `a` itself where it already is one (for arrays nobody else holds).
+    `copy=False`: `a` itself where it already is one (for arrays nobody else holds). `name`
+    names `a` in errors.
 
     Within one library the copy goes device to device; between libraries through the
     host, bfloat16 through float32 (which holds it exactly) and back.
@@ -1079,7 +1089,7 @@ def transfer(a: Array, xp: Namespace, device: Device, dtype: Any = None, *, copy
     if library_of(a) == library_of(xp):
         out = xp.asarray(a, device=device, copy=need)
     else:
-        host = to_numpy(a)
+        host = to_numpy(a, name)
         if dtype is not None and dtype_name(dtype) in HOST_DTYPES:
             # Cast on the host first: the target may lack the source's dtype (MLX, complex128).
             host = host.astype(dtype_name(dtype), copy=False)

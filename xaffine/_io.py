@@ -113,7 +113,7 @@ def save(path: str | os.PathLike[str], layer: Affine) -> None:
 
 def _to_host(layer: Affine, dtype: str) -> dict[str, np.ndarray[Any, Any]]:
     """The parameters as contiguous host arrays; bfloat16 as the raw 16 bits of each value."""
-    host = {key: np.ascontiguousarray(to_numpy(a)) for key, a in layer.state_dict().items()}
+    host = {key: np.ascontiguousarray(to_numpy(a, f"`layer`'s {key}")) for key, a in layer.state_dict().items()}
     if dtype == "bfloat16":
         # to_numpy gives bfloat16 as float32, exactly: its upper 16 bits are the bfloat16 back.
         host = {key: (a.astype("<f4").view("<u4") >> 16).astype("<u2") for key, a in host.items()}

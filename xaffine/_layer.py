@@ -442,7 +442,7 @@ def layer_from_state(
     state = _checked_state(state)
     row, namespace, where = resolve_backend(xp, device)
     target = _dtype(namespace, dtype_name(state["weight"].dtype) if dtype is None else dtype, library_of(namespace))
-    params = {k: transfer(v, namespace, where, target, copy=copy) for k, v in state.items()}
+    params = {k: transfer(v, namespace, where, target, copy=copy, name=f"`{k}`") for k, v in state.items()}
     _check_kept(params, target, row)
     out_features, in_features = state["weight"].shape
     # Affine's own __init__, not a subclass's (whose signature may differ): it sets up every layer.

@@ -135,6 +135,11 @@ def export(
     return written
 
 
+def _native(a: np.ndarray[Any, Any]) -> np.ndarray[Any, Any]:
+    """`a` in native byte order (ONNX has no other): the same values."""
+    return a if a.dtype.isnative else a.astype(a.dtype.newbyteorder("="))
+
+
 def _params(given: Affine | Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any] | None]:
     state = given.state_dict() if isinstance(given, Affine) else given
     if not isinstance(state, Mapping) or "weight" not in state:
@@ -157,7 +162,7 @@ def _params(given: Affine | Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], np
                 "and never in another dtype than the layer's: convert it first, e.g. layer.to(dtype='float32')"
             )
             raise TypeError(msg)
-    weight = to_numpy(state["weight"])
+    weight = _native(to_numpy(state["weight"], "`weight`"))
     given_bias = state.get("bias")
     if is_number(given_bias):
         if weight.ndim != 1:
@@ -170,7 +175,7 @@ def _params(given: Affine | Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], np
             msg = f"`bias` is the complex number {given_bias!r} but `weight` is real ({weight.dtype})"
             raise TypeError(msg)
         given_bias = np.asarray(given_bias, dtype=weight.dtype)
-    bias = None if given_bias is None else to_numpy(given_bias)
+    bias = None if given_bias is None else _native(to_numpy(given_bias, "`bias`"))
     if weight.ndim not in (1, 2):
         msg = f"`weight` must be 2-D (out_features, in_features) or 1-D (in_features,); got shape {weight.shape}"
         raise ValueError(msg)
