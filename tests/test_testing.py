@@ -45,7 +45,14 @@ def _bank_args(backend, dtype, x_shape, n):
     "shape",
     [
         "suite",
-        "square",
+        pytest.param(
+            "square",
+            marks=pytest.mark.skip_backend(
+                *COSTLY_PER_OPERATION,
+                reason="the libraries with a large cost per operation run the suite's shape; a shape's "
+                "effect on the tolerances is the checks' own arithmetic, which the eager libraries run",
+            ),
+        ),
         pytest.param(
             "64x512->512",
             marks=pytest.mark.skip_backend(
@@ -122,14 +129,15 @@ def test_large_output_offset_does_not_hide_a_1_percent_error_fast(backend, seed)
         check_vjp(affine, weight_grad_scaled_by(1.01), args, seed=seed, argnames=NAMES)
 
 
-NO_FULL_MODE_ON_DASK = pytest.mark.skip_backend(
+NO_FULL_MODE_ON_GRAPHS = pytest.mark.skip_backend(
     "dask",
-    reason="full mode computes one Dask graph per probed element (136 elements, 4 evaluations each here); "
-    "Dask runs the same offset cases in fast mode, the eager backends in full mode",
+    "ndonnx",
+    reason="full mode computes one graph per probed element (136 elements, 4 evaluations each here, 1-3 "
+    "minutes on ndonnx); Dask and ndonnx run the same offset cases in fast mode, the eager backends in full mode",
 )
 
 
-@NO_FULL_MODE_ON_DASK
+@NO_FULL_MODE_ON_GRAPHS
 @pytest.mark.parametrize("factor", [1.001, 1.01])
 def test_large_output_offset_does_not_hide_small_errors_full(backend, factor):
     args = _offset_args(backend, (8, 8, 8), 0)
@@ -138,7 +146,7 @@ def test_large_output_offset_does_not_hide_small_errors_full(backend, factor):
 
 
 @pytest.mark.parametrize(
-    ("shape", "mode"), [((32, 32, 32), "fast"), pytest.param((8, 8, 8), "full", marks=NO_FULL_MODE_ON_DASK)]
+    ("shape", "mode"), [((32, 32, 32), "fast"), pytest.param((8, 8, 8), "full", marks=NO_FULL_MODE_ON_GRAPHS)]
 )
 def test_large_output_offset_right_backward_passes(backend, shape, mode):
     for seed in range(3):
@@ -325,12 +333,12 @@ def test_the_docs_wrong_tanh_backward_is_caught_in_narrow_dtypes(backend, dtype)
         xp = xp_of(ct)
         return xp.matmul(ct, w), xp.matmul(xp.matrix_transpose(ct), x)
 
-    check_adjoint(tanh_jvp, tanh_vjp, args)
-    check_vjp(tanh_layer, tanh_vjp, args)
     with pytest.raises(AssertionError, match="adjoint identity failed"):
         check_adjoint(tanh_jvp, forgets_the_derivative, args)
     if backend.row.library in COSTLY_PER_OPERATION:
         return  # a failed fast mode reruns full mode here (160 elements): the bank's reason
+    check_adjoint(tanh_jvp, tanh_vjp, args)  # (test_right_backward_passes holds on every backend)
+    check_vjp(tanh_layer, tanh_vjp, args)
     with pytest.raises(AssertionError, match="gradient check failed"):
         check_vjp(tanh_layer, forgets_the_derivative, args)
 
