@@ -347,56 +347,43 @@ def test_cli_export_bfloat16_says_what_numpy_lacks(tmp_path, capsys):
     assert not (tmp_path / "m.onnx").exists()
 
 
-@pytest.mark.parametrize("failing", ["first", "second"])
-@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "copies"])
-def test_a_failed_rename_leaves_nothing_behind(tmp_path, monkeypatch, failing, links):
-    """A full disk at either rename of a forward+backward export: both models keep their
-    contents and no backup stays beside them (the rollback once renamed a backup over its
-    own hard link, which rename(2) leaves as it is)."""
+def _no_links(src, dst):
+    raise OSError(1, "no hard links here")
+
+
+def _copy_cut_short(src, dst):
+    with open(dst, "wb") as f:
+        f.write(b"old")
+    raise OSError(28, "simulated full disk")
+
+
+@pytest.mark.parametrize(
+    ("failing", "links"),
+    [("first", True), ("second", True), ("first", False), ("second", False), ("backup copy", False)],
+)
+def test_a_failed_step_leaves_nothing_behind(tmp_path, monkeypatch, failing, links):
+    """A full disk at either rename of a forward+backward export, or while copying a backup
+    where the file system has no hard links: both models keep their contents and nothing
+    stays beside them (the rollback once renamed a backup over its own hard link, which
+    rename(2) leaves as it is)."""
+    import shutil
+
     path, back = tmp_path / "m.onnx", tmp_path / "m.backward.onnx"
     path.write_bytes(b"old forward")
     back.write_bytes(b"old backward")
     real = os.replace
-    target = path if failing == "first" else back
+    target = {"first": path, "second": back}.get(failing)
 
     def replace(src, dst):
         if os.fspath(dst) == os.fspath(target) and ".tmp" in os.fspath(src):
             raise OSError(28, "simulated full disk")
         return real(src, dst)
 
-    def no_links(src, dst):
-        raise OSError(1, "no hard links here")
-
     monkeypatch.setattr(os, "replace", replace)
     if not links:
-        monkeypatch.setattr(os, "link", no_links)
-    with pytest.raises(OSError, match="simulated full disk"):
-        export(_params("float32"), path, backward=True)
-    monkeypatch.undo()
-    assert path.read_bytes() == b"old forward"
-    assert back.read_bytes() == b"old backward"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.backward.onnx", "m.onnx"]
-
-
-def test_a_backup_copy_cut_short_is_removed(tmp_path, monkeypatch):
-    """Where the file system has no hard links, the backup is a copy; a full disk during the
-    copy leaves no partial one."""
-    import shutil
-
-    path, back = tmp_path / "m.onnx", tmp_path / "m.backward.onnx"
-    path.write_bytes(b"old forward")
-    back.write_bytes(b"old backward")
-
-    def no_links(src, dst):
-        raise OSError(1, "no hard links here")
-
-    def copy_cut_short(src, dst):
-        with open(dst, "wb") as f:
-            f.write(b"old")
-        raise OSError(28, "simulated full disk")
-
-    monkeypatch.setattr(os, "link", no_links)
-    monkeypatch.setattr(shutil, "copy2", copy_cut_short)
+        monkeypatch.setattr(os, "link", _no_links)
+    if failing == "backup copy":
+        monkeypatch.setattr(shutil, "copy2", _copy_cut_short)
     with pytest.raises(OSError, match="simulated full disk"):
         export(_params("float32"), path, backward=True)
     monkeypatch.undo()
