@@ -465,6 +465,22 @@ def test_the_layer_refuses_matrices_and_masked_arrays(kind, name, way):
         np.testing.assert_array_equal(v, before[k])
 
 
+def test_the_layer_refuses_a_dask_array_of_masked_chunks():
+    da = pytest.importorskip("dask.array", reason="Dask arrays of masked chunks")
+    layer = Affine(4, 2, xp="numpy", seed=0)
+    before = {k: v.copy() for k, v in layer.state_dict().items()}
+    masked = da.from_array(np.ma.masked_array(before["weight"], mask=before["weight"] > 0))
+    pattern = r"`weight` is a Dask array of numpy masked arrays.*dask\.array\.ma\.filled\(weight, value\)"
+    with pytest.raises(TypeError, match=pattern):
+        layer.load_state_dict({**before, "weight": masked})
+    with pytest.raises(TypeError, match=pattern):
+        Affine.from_state_dict({"weight": masked}, xp="dask")
+    with pytest.raises(TypeError, match=pattern):
+        Affine(4, 2, xp="dask", seed=0).weight = masked
+    for k, v in layer.state_dict().items():
+        np.testing.assert_array_equal(v, before[k])
+
+
 @pytest.mark.parametrize(
     ("seed", "error", "pattern"),
     [

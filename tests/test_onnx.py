@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -359,7 +360,14 @@ def _copy_cut_short(src, dst):
 
 @pytest.mark.parametrize(
     ("failing", "links"),
-    [("first", True), ("second", True), ("first", False), ("second", False), ("backup copy", False)],
+    [
+        ("first", True),
+        ("second", True),
+        ("first", False),
+        ("second", False),
+        ("backup copy", False),
+        ("every rename", True),
+    ],
 )
 def test_a_failed_step_leaves_nothing_behind(tmp_path, monkeypatch, failing, links):
     """A full disk at either rename of a forward+backward export, or while copying a backup
@@ -375,7 +383,7 @@ def test_a_failed_step_leaves_nothing_behind(tmp_path, monkeypatch, failing, lin
     target = {"first": path, "second": back}.get(failing)
 
     def replace(src, dst):
-        if os.fspath(dst) == os.fspath(target) and ".tmp" in os.fspath(src):
+        if failing == "every rename" or (os.fspath(dst) == os.fspath(target) and ".tmp" in os.fspath(src)):
             raise OSError(28, "simulated full disk")
         return real(src, dst)
 
@@ -392,13 +400,13 @@ def test_a_failed_step_leaves_nothing_behind(tmp_path, monkeypatch, failing, lin
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.backward.onnx", "m.onnx"]
 
 
-@pytest.mark.parametrize("name", ["newdir/", "m.onnx/", "sub/m.onnx" + os.sep])
+@pytest.mark.parametrize("name", ["newdir/", "m.onnx/", "sub/m.onnx" + os.sep, "newdir/.", "sub/."])
 def test_a_path_ending_in_a_separator_is_refused(tmp_path, name):
     """`newdir/` names a folder: refused, naming the path, and nothing is made (a file
     named `newdir` once was)."""
     (tmp_path / "sub").mkdir()
     path = os.fspath(tmp_path) + os.sep + name
-    with pytest.raises(IsADirectoryError, match="ends in a path separator") as caught:
+    with pytest.raises(IsADirectoryError, match="ends in a path separator or a dot, so it names a folder") as caught:
         export(_params("float32"), path, backward=True)
     assert caught.value.filename == path
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["sub"]
@@ -416,3 +424,42 @@ def test_a_big_endian_parameter_is_exported_in_native_order(tmp_path):
     x = host_random((5, 3), "float64", 3)
     (out,) = onnxruntime.InferenceSession(os.fspath(path)).run(["out"], {"x": x})
     assert_close(out, reference_forward(x, params["weight"], params["bias"]), "float64", 3)
+
+
+def test_a_rollback_that_cannot_rename_keeps_the_old_contents_and_says_where(tmp_path, monkeypatch):
+    """The first model replaced, the second's rename and every rename after it failing: the
+    backup of the first, the one copy of its old contents, stays, and the error says where."""
+    path, back = tmp_path / "m.onnx", tmp_path / "m.backward.onnx"
+    path.write_bytes(b"old forward")
+    back.write_bytes(b"old backward")
+    real, done = os.replace, []
+
+    def replace(src, dst):
+        if done:
+            raise OSError(28, "simulated full disk")
+        done.append(dst)
+        return real(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(OSError, match="simulated full disk") as caught:
+        export(_params("float32"), path, backward=True)
+    monkeypatch.undo()
+    kept = [p for p in tmp_path.iterdir() if p.name.endswith(".old")]
+    assert [p.read_bytes() for p in kept] == [b"old forward"]
+    assert back.read_bytes() == b"old backward"
+    if sys.version_info >= (3, 11):
+        assert any(str(kept[0]) in note for note in caught.value.__notes__)
+
+
+@pytest.mark.filterwarnings("ignore:the matrix subclass:PendingDeprecationWarning")
+def test_export_refuses_what_the_functions_refuse(tmp_path):
+    w = np.arange(8, dtype=np.float32).reshape(2, 4)
+    with pytest.raises(TypeError, match=r"`weight` is a numpy masked array, whose mask the layer cannot honour"):
+        export({"weight": np.ma.masked_array(w, mask=w > 5)}, tmp_path / "a.onnx")
+    with pytest.raises(TypeError, match=r"`bias` is a numpy masked array"):
+        export({"weight": w, "bias": np.ma.masked_array(np.ones(2, np.float32), mask=[1, 0])}, tmp_path / "a.onnx")
+    with pytest.raises(TypeError, match=r"`weight` is a numpy\.matrix"):
+        export({"weight": np.asmatrix(w)}, tmp_path / "a.onnx")
+    with pytest.raises(ValueError, match=r"`bias` is an integer of 1101 bits, past float64's range"):
+        export({"weight": np.ones(4, np.float32), "bias": 2**1100}, tmp_path / "a.onnx")
+    assert list(tmp_path.iterdir()) == []

@@ -583,6 +583,10 @@ def test_jax_number_tangent_beside_a_traced_number_bias(transform):
         return affine_jvp(x, w, b, (None, None, 1.0))[1]
 
     expected = np.ones(4, dtype=np.float32)
+    w2 = jnp.ones((1, 3), dtype=jnp.float32)  # a number tangent beside an array bias: refused alike
+    refused = lambda t: affine_jvp(x, w2, jnp.ones(1, jnp.float32), (None, None, t))  # noqa: E731
+    with pytest.raises(TypeError, match=r"`tangents\[2\] \(dbias\)` must be an array of `bias`'s shape"):
+        (refused if transform == "eager" else jax.jit(refused))(1.0)
     if transform == "grad":  # the tangent does not depend on the bias
         assert float(jax.grad(lambda b: jnp.sum(tangent_out(b)))(0.5)) == 0.0
         return
@@ -614,6 +618,9 @@ def test_jax_layer_refuses_tracers():
         lambda w: Affine.from_state_dict({"weight": w}, xp="jax"),
         lambda w: Affine.from_state_dict({"weight": w}, xp="numpy"),
         lambda w: Affine.from_state_dict({"weight": layer.weight, "bias": w[0]}, xp="jax"),
+        # Made inside the transform from concrete arrays: JAX's arrays made there are traced too.
+        lambda w: Affine.from_state_dict({"weight": np.ones((2, 4), np.float32)}, xp="jax"),
+        lambda w: Affine(4, 2, xp="jax", seed=0),
     ):
         with pytest.raises(RuntimeError, match=pattern.format("(weight|bias)")):
             jax.jit(make)(layer.weight)

@@ -462,6 +462,14 @@ cases = {
     "int bias past float64": lambda: affine(x32, w32, 2**1100),
 }
 try:
+    import dask.array as da
+except ImportError:
+    pass
+else:
+    dx, dw = da.from_array(x32), da.from_array(w32)
+    cases["dask weight"] = lambda: affine(dx, dw, None)
+    cases["dask masked weight"] = lambda: affine(dx, da.from_array(np.ma.masked_array(w32, mask=[1, 0, 0, 0])), None)
+try:
     import jax
 except ImportError:
     pass
@@ -503,6 +511,8 @@ def test_an_outcome_does_not_depend_on_the_calls_before_it():
     assert _outcomes(*reversed(labels)) == fresh
     assert fresh["numpy float64 bias"].startswith("TypeError: `x` and `bias` must share one dtype")
     assert fresh["int bias past float64"].startswith("ValueError: `bias` is an integer of 1101 bits, past float64")
+    if "dask masked weight" in fresh:
+        assert fresh["dask masked weight"].startswith("TypeError: `weight` is a Dask array of numpy masked arrays")
     if "jax weak bias" in fresh:
         assert fresh["jax weak bias"] == fresh["jax.jit weak bias"] == "float32"
         assert fresh["jax float64 bias"].startswith("TypeError: `x` and `bias` must share one dtype")

@@ -20,7 +20,6 @@ from typing import BinaryIO
 
 __all__ = ["NotARegularFileError", "check_replaceable", "open_regular", "replacing", "replacing_all"]
 
-_SEPARATORS = tuple(s for s in (os.sep, os.altsep) if s)
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_CLOEXEC", 0)
 # O_NONBLOCK: should a FIFO take the place of the file between the check and the open, the
 # open returns at once instead of waiting for a writer (it is then refused by fstat).
@@ -86,8 +85,8 @@ def _check_target(target: str, shown: str) -> os.stat_result | None:
     """The stat of the file `target` (`shown`: the path as given) a save would replace, or
     None if there is none; refuses what is not a regular file, or is read-only, and a path
     that ends in a separator (it names a folder, and would make a file of that name)."""
-    if shown.endswith(_SEPARATORS):
-        raise IsADirectoryError(errno.EISDIR, "ends in a path separator, so it names a folder; expected a file", shown)
+    if os.path.basename(shown) in ("", ".", ".."):  # `newdir/`, `newdir/.`
+        raise IsADirectoryError(errno.EISDIR, "ends in a path separator or a dot, so it names a folder", shown)
     try:
         st = os.stat(target)
     except FileNotFoundError:
@@ -196,22 +195,32 @@ def _move_into_place(temporaries: list[str], targets: list[str], shown: Sequence
                 backup = _keep(target)
             backups.append((target, backup))
             os.replace(temporary, target)
-    except BaseException:
+    except BaseException as exc:
         for target, backup in reversed(backups):
-            with contextlib.suppress(OSError):
-                if backup is None:
+            if backup is None:
+                with contextlib.suppress(OSError):
                     os.unlink(target)
-                    continue
-                os.replace(backup, target)
-                # Where the failed rename left `target` as it was, the backup is a second
-                # name of its own file, which rename(2) leaves in place: removed here.
-                if os.path.lexists(backup):
-                    os.unlink(backup)
+            elif not _restore(backup, target) and hasattr(exc, "add_note"):
+                exc.add_note(f"{target!r} could not be given its old contents back; they are in {backup!r}")
         raise
     for _, backup in backups:
         if backup is not None:
             with contextlib.suppress(OSError):
                 os.unlink(backup)
+
+
+def _restore(backup: str, target: str) -> bool:
+    """Put `backup` back at `target`; whether that worked (else the backup stays, the one
+    copy of the old contents). Where `target` was never replaced, the backup is a second
+    name of its own file (rename(2) would leave both names): it is removed instead."""
+    try:
+        if os.path.samefile(backup, target):
+            os.unlink(backup)
+        else:
+            os.replace(backup, target)
+    except OSError:
+        return False
+    return True
 
 
 def _keep(target: str) -> str:

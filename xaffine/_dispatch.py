@@ -68,6 +68,20 @@ def is_number(value: object) -> bool:
     return isinstance(value, _NUMBERS) and not isinstance(value, _BOOLS)
 
 
+_LARGEST = int(np.finfo(np.float64).max)
+
+
+def past_float64(value: object) -> bool:
+    """Whether `value` is a Python int past float64's range (no dtype xaffine computes in holds it)."""
+    return isinstance(value, int) and not isinstance(value, _BOOLS) and abs(value) > _LARGEST
+
+
+def refuse_past_float64(value: object, name: str) -> None:
+    if past_float64(value):
+        msg = f"`{name}` is an integer of {value.bit_length()} bits, past float64's range (about 1.8e308)"  # type: ignore[attr-defined]
+        raise ValueError(msg)
+
+
 def not_an_array(name: str, a: object) -> TypeError:
     return TypeError(f"`{name}` must be an array of an Array API library; got {describe(a)}")
 
@@ -81,18 +95,36 @@ def mixed_libraries(arrays: list[tuple[Array, str]], asked: Namespace | None = N
     )
 
 
-def facts_of(a: Any, name: str, xp: Namespace | None = None) -> Prepared:
-    """What `a`'s type and dtype tell (`xp`, if given, is its namespace), or a TypeError naming `name`."""
-    code = name.rpartition("(")[2].rstrip(")")  # `tangents[0] (dx)`: dx, a name code can use
-    if isinstance(a, np.ma.MaskedArray):
+def _code(name: str) -> str:
+    """A name that code can use: `tangents[0] (dx)` is dx."""
+    return name.rpartition("(")[2].rstrip(")")
+
+
+def refuse_matrices(a: Any, name: str) -> None:
+    """Refuse `a`, named `name`, if it is (or a Dask array whose chunks are) an ``np.matrix``,
+    whose operators differ from an array's, or a masked array, whose mask the layer cannot
+    honour (the values under it would be used)."""
+    chunks, code = getattr(a, "_meta", None), _code(name)  # `_meta`: a Dask array's chunk type
+    dask = isinstance(chunks, np.ndarray)
+    if isinstance(chunks if dask else a, np.ma.MaskedArray):
+        what = "a Dask array of numpy masked arrays" if dask else "a numpy masked array"
+        fill = f"dask.array.ma.filled({code}, value)" if dask else f"{code}.filled(value)"
         msg = (
-            f"`{name}` is a numpy masked array, whose mask the layer cannot honour (the values under it "
-            f"would be used); pass {code}.filled(value), with the value its masked elements stand for"
+            f"`{name}` is {what}, whose mask the layer cannot honour (the values under it would "
+            f"be used); pass {fill}, with the value its masked elements stand for"
         )
         raise TypeError(msg)
-    if isinstance(a, MATRICES):
-        msg = f"`{name}` is a numpy.matrix, whose operators differ from an array's; pass np.asarray({code})"
+    if isinstance(chunks if dask else a, MATRICES):
+        fix = f"{code}.map_blocks(np.asarray)" if dask else f"np.asarray({code})"
+        what = "a Dask array of numpy.matrix chunks" if dask else "a numpy.matrix"
+        msg = f"`{name}` is {what}, whose operators differ from an array's; pass {fix}"
         raise TypeError(msg)
+
+
+def facts_of(a: Any, name: str, xp: Namespace | None = None) -> Prepared:
+    """What `a`'s type and dtype tell (`xp`, if given, is its namespace), or a TypeError naming `name`."""
+    refuse_matrices(a, name)
+    code = _code(name)
     if not hasattr(a, "shape") or not hasattr(a, "dtype"):
         raise not_an_array(name, a)
     dtype = a.dtype

@@ -23,7 +23,7 @@ from ._backends import (
     transfer,
 )
 from ._core import AffineGrads, affine_vjp
-from ._dispatch import MATRICES, facts_of
+from ._dispatch import facts_of, refuse_matrices
 from ._typing import Array, Device, Namespace
 
 __all__ = ["MAX_FEATURES", "Affine", "check_layout", "layer_from_state", "resolve_backend"]
@@ -99,8 +99,7 @@ def _checked_state(state: Mapping[str, Any]) -> Mapping[str, Any]:
         if not hasattr(value, "shape") or not hasattr(value, "dtype"):
             msg = f"{key!r} must be an array; got {type(value).__name__}"
             raise TypeError(msg)
-        if isinstance(value, MATRICES):
-            facts_of(value, key)  # refuses them as the functions do
+        refuse_matrices(value, key)  # as the functions do
         row = library_row(library_of(value))
         _refuse_traced(None if row is None else row.traced, value, key)
         if isinstance(value, np.ndarray) and not value.dtype.isnative:
@@ -229,11 +228,14 @@ class Affine:
             host = {"weight": weight} if bias_ is None else {"weight": weight, "bias": bias_}
             params = {k: _host_to(v, dtype_name(target), namespace, where) for k, v in host.items()}
             _check_kept(params, target, row)
+        traced = None if row is None else row.traced
+        for name, value in params.items():  # made inside jax.jit, even from concrete arrays
+            _refuse_traced(traced, value, name)
         self.xp, self.device, self._params = namespace, where, params
         self._frozen: frozenset[str] = frozenset()
         self._last: _Forward | None = None
         self._traceable = row is not None and row.compiler == "torch.compile"
-        self._traced = None if row is None else row.traced
+        self._traced = traced
         self.input_grad = input_grad
         self.zero_grad()
 

@@ -14,7 +14,6 @@ import numpy as np
 
 from ._backends import library_of, library_row, tracing
 from ._dispatch import (
-    MATRICES,
     NO_NUMPY_ARGS,
     PYTHON_NUMBERS,
     Prepared,
@@ -25,6 +24,9 @@ from ._dispatch import (
     layer_library,
     mixed_libraries,
     not_an_array,
+    past_float64,
+    refuse_matrices,
+    refuse_past_float64,
 )
 from ._typing import Array, Device
 
@@ -34,7 +36,6 @@ GRAD_NAMES = ("x", "weight", "bias")
 _ALL_GRADS = frozenset(GRAD_NAMES)
 # Tuples, not unions: torch.compile's tracer cannot evaluate ``type | type``.
 _COMPLEX_NUMBERS = (complex, np.complexfloating)
-_LARGEST = int(np.finfo(np.float64).max)
 
 # Inputs that passed `prepare`, by `_signature`s and `xp`: what decides every check but the
 # devices'. The value says whether weight's and bias's devices are compared on each call.
@@ -70,8 +71,8 @@ def prepare(x: Array, weight: Array, bias: Any, *, xp: Any = None) -> Prepared:
 def _signature(a: Any) -> tuple[Any, ...]:
     """What decides `a`'s checks but its device: type, dtype (byte order too), shape, weak type; an int's range."""
     if a is None or type(a) in PYTHON_NUMBERS:
-        return type(a), type(a) is int and abs(a) > _LARGEST
-    return type(a), a.dtype, a.shape, getattr(a, "weak_type", None)
+        return type(a), past_float64(a)
+    return type(a), a.dtype, a.shape, getattr(a, "weak_type", None), type(getattr(a, "_meta", None))
 
 
 def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> tuple[Prepared, bool, bool]:
@@ -156,9 +157,7 @@ def _check_number(value: object, name: str, x: Array, facts: Prepared) -> None:
     if isinstance(value, _COMPLEX_NUMBERS) and not facts.complex_:
         msg = f"`{name}` is the complex number {value!r} but `x` is real ({x.dtype})"
         raise TypeError(msg)
-    if isinstance(value, int) and abs(value) > _LARGEST:
-        msg = f"`{name}` is an integer of {value.bit_length()} bits, past float64's range (about 1.8e308)"
-        raise ValueError(msg)
+    refuse_past_float64(value, name)
 
 
 def _check_like(
@@ -174,8 +173,7 @@ def _check_like(
         facts_of(a, name, facts.xp if own else None)  # refuses a non-array, non-floating or non-native dtype by name
         msg = f"`x` and `{name}` must share one dtype; got {x.dtype} and {a.dtype} (cast one: xaffine never upcasts)"
         raise TypeError(msg)
-    if isinstance(a, MATRICES):
-        facts_of(a, name)
+    refuse_matrices(a, name)
     if device is not None and name not in numpy_args and _on_another_device(a, device):
         msg = (
             f"`{host_name}` is on device {device} but `{name}` is on device {array_device(a)}; move them to one device"
@@ -211,6 +209,7 @@ def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") ->
     try:
         if (
             type(grad) is type(x)
+            and type(getattr(grad, "_meta", None)) is type(getattr(x, "_meta", None))  # Dask's chunks
             and grad.shape == prepared.out_shape
             and grad.dtype == x.dtype
             and (prepared.device is None or not _on_another_device(grad, prepared.device))
@@ -264,7 +263,8 @@ def check_tangents(
             msg = f"`{label}` was given but `{name}` is None"
             raise ValueError(msg)
         number = type(tangent) in PYTHON_NUMBERS or (is_number(tangent) and is_number(primal))
-        if number or not hasattr(tangent, "shape"):  # (a symbolic float under torch.compile: a number)
+        traced = _traced_number(tangent) and not (is_number(primal) or _traced_number(primal))  # as eagerly
+        if number or traced or not hasattr(tangent, "shape"):  # (a symbolic float under torch.compile: a number)
             if not (is_number(primal) or _traced_number(primal)):
                 msg = f"`{label}` must be an array of `{name}`'s shape, {tuple(primal.shape)}; got {describe(tangent)}"
                 raise TypeError(msg)

@@ -17,7 +17,7 @@ import numpy as np
 from ._atomic import replacing_all
 from ._backends import dtype_name, to_numpy
 from ._core import affine, affine_backward
-from ._dispatch import describe, is_number
+from ._dispatch import describe, is_number, refuse_matrices, refuse_past_float64
 from ._layer import Affine
 
 __all__ = ["OPSET", "backward_path", "export"]
@@ -155,6 +155,7 @@ def _params(given: Affine | Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], np
         if not hasattr(value, "dtype") or not hasattr(value, "shape"):
             msg = f"`{key}` must be an array; got {describe(value)}"
             raise TypeError(msg)
+        refuse_matrices(value, key)  # as the functions do: a mask dropped, its values exported
         # Before any copy to the host, which gives bfloat16 as float32.
         if dtype_name(value.dtype) not in _DTYPES:
             msg = (
@@ -171,6 +172,7 @@ def _params(given: Affine | Mapping[str, Any]) -> tuple[np.ndarray[Any, Any], np
                 f"got {given_bias!r}"
             )
             raise ValueError(msg)
+        refuse_past_float64(given_bias, "bias")
         if isinstance(given_bias, complex | np.complexfloating):
             msg = f"`bias` is the complex number {given_bias!r} but `weight` is real ({weight.dtype})"
             raise TypeError(msg)
