@@ -95,6 +95,8 @@ def tests(session: nox.Session, backend: str) -> None:
     if backend in GPU:
         env["NVIDIA_TF32_OVERRIDE"] = "0"
     session.run("pytest", *session.posargs, env=env)
+    if not session.posargs:  # the example project, through xaffine's pytest plugin alone
+        session.run("pytest", "-p", "no:cacheprovider", "examples/own-layer", env=env)
 
 
 @nox.session

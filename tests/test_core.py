@@ -116,7 +116,7 @@ def test_gradient_checks(backend, x_shape, n, bias_kind, dtype):
     if not backend.has("complex128" if dtype.startswith("complex") else "float64"):
         return  # finite differences need the wide dtype (MLX has no complex128): tests/test_testing.py
     check_vjp(affine, lambda ct, *a: affine_backward(ct, *a), args, mode="fast", argnames=names)
-    if int(np.prod(x_shape)) <= 12:
+    if int(np.prod(x_shape)) <= 12 and backend.row.library not in ("dask", "ndonnx"):  # a graph per element there
         check_vjp(affine, lambda ct, *a: affine_backward(ct, *a), args, mode="full", argnames=names)
 
 

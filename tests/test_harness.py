@@ -35,14 +35,15 @@ def test_skip_backend_skips_the_backends_it_names(backend):
     ("args", "kwargs"),
     [((), {"reason": "why"}), (("numpy",), {}), (("numpy",), {"reason": " "}), (("nope",), {"reason": "why"})],
 )
-def test_skip_backend_needs_known_names_and_a_reason(args, kwargs):
-    import conftest
+@pytest.mark.parametrize("marker", ["skip_backend", "xfail_backend"])
+def test_backend_markers_need_known_names_and_a_reason(args, kwargs, marker):
+    from xaffine.testing import plugin
 
     class Item:
         nodeid = "tests/x.py::test_x"
 
         def iter_markers(self, name):
-            return iter([pytest.mark.skip_backend(*args, **kwargs).mark])
+            return iter([getattr(pytest.mark, marker)(*args, **kwargs).mark] if name == marker else [])
 
-    with pytest.raises(pytest.UsageError, match="skip_backend needs backend names"):
-        conftest.pytest_collection_modifyitems(None, [Item()])
+    with pytest.raises(pytest.UsageError, match=f"{marker} needs backend names"):
+        plugin.pytest_collection_modifyitems(None, [Item()])

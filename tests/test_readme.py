@@ -25,6 +25,8 @@ NEEDS = {
     "onnxruntime": ["onnxruntime"],
     "sparse": ["sparse"],
     "xaffine.onnx": ["ndonnx", "onnx"],
+    "xaffine.testing.plugin": ["pytest"],
+    "array_api_compat": ["array_api_compat"],
 }
 
 
