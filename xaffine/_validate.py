@@ -263,7 +263,8 @@ def check_tangents(
             msg = f"`{label}` was given but `{name}` is None"
             raise ValueError(msg)
         number = type(tangent) in PYTHON_NUMBERS or (is_number(tangent) and is_number(primal))
-        traced = _traced_number(tangent) and not (is_number(primal) or _traced_number(primal))  # as eagerly
+        # (not asked of torch.compile's symbolic numbers, whose attributes dynamo cannot look up)
+        traced = not number and _traced_number(tangent) and not (is_number(primal) or _traced_number(primal))
         if number or traced or not hasattr(tangent, "shape"):  # (a symbolic float under torch.compile: a number)
             if not (is_number(primal) or _traced_number(primal)):
                 msg = f"`{label}` must be an array of `{name}`'s shape, {tuple(primal.shape)}; got {describe(tangent)}"
@@ -288,8 +289,7 @@ def check_wrt(wrt: object) -> frozenset[str]:
         msg = f"`wrt` must be a name or an iterable of names ('x', 'weight', 'bias'); got {describe(wrt)}"
         raise TypeError(msg)
     items = (wrt,) if isinstance(wrt, str) else tuple(wrt)
-    bad = [w for w in items if not isinstance(w, str)]
-    if bad:
+    if bad := [w for w in items if not isinstance(w, str)]:
         msg = f"`wrt` must hold names ('x', 'weight', 'bias'); got {describe(bad[0])} in it"
         raise TypeError(msg)
     unknown = frozenset(items) - _ALL_GRADS
