@@ -248,9 +248,9 @@ def check_layer(
     float16, bfloat16, float32, float64: a real layer's) that `backend` has.
 
     ``make_args(dtype)`` gives the arguments in that dtype on the backend (``backend.cast``
-    makes them from host data). :func:`~xaffine.testing.check_vjp` runs where the backend
-    has the wide dtype its differences need (float64, complex128), and
-    :func:`~xaffine.testing.check_adjoint` where `jvp` is given; each with its default
+    makes them from host data). :func:`~xaffine.testing.check_adjoint` runs where `jvp` is
+    given, then :func:`~xaffine.testing.check_vjp` where the backend has the wide dtype its
+    differences need (float64, complex128); each with its default
     tolerances for the dtype (docs/testing.md). Returns the ``(dtype, check)`` pairs run;
     raises the checks' ``AssertionError``, its message beginning with the dtype.
     """
@@ -258,12 +258,12 @@ def check_layer(
     for dtype in (d for d in (_REAL if dtypes is None else dtypes) if backend.has(d)):
         args = tuple(make_args(dtype))
         wide = "complex128" if dtype.startswith("complex") else "float64"
+        if jvp is not None:  # first: the cheaper check, and the shorter message
+            _run(dtype, "check_adjoint", check_adjoint, jvp, vjp, args, seed, argnames)
+            ran.append((dtype, "check_adjoint"))
         if backend.has(wide):
             _run(dtype, "check_vjp", check_vjp, f, vjp, args, seed, argnames)
             ran.append((dtype, "check_vjp"))
-        if jvp is not None:
-            _run(dtype, "check_adjoint", check_adjoint, jvp, vjp, args, seed, argnames)
-            ran.append((dtype, "check_adjoint"))
     return ran
 
 
