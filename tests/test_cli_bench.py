@@ -159,20 +159,12 @@ def test_compiled_column_under_torch_compile():
     )
     (result,) = results
     assert result.ratios["compiled xaffine/hand"] > 0
-    assert result.ratios["compiled xaffine/hand, filtered"] > 0
-    assert set(result.times) == {
-        "xaffine",
-        "bound",
-        "hand",
-        "xaffine compiled",
-        "hand compiled",
-        "xaffine compiled, filtered",
-    }
+    assert set(result.times) == {"xaffine", "bound", "hand", "xaffine compiled", "hand compiled"}
     assert result.graphs is not None
     assert "operations" in result.graphs
     # Both graphs were captured whole, and each call's guards are counted: the hand-written
-    # code's few (its tensors), xaffine's more (what its checks read while traced).
-    # With skip_guards_on_xaffine, those on xaffine's own modules are dropped.
-    found = re.search(r"guards: xaffine (\d+) \((\d+) with the filter\), hand (\d+)", result.graphs)
-    ours, filtered, hand = (int(n) for n in found.groups())
-    assert 0 < hand < filtered < ours
+    # code's (its tensors), and xaffine's, whose functions are operations of the graph.
+    found = re.search(r"guards: xaffine (\d+), hand (\d+)", result.graphs)
+    ours, hand = (int(n) for n in found.groups())
+    assert hand > 0
+    assert 0 < ours <= hand + 5

@@ -3,6 +3,7 @@
 from typing import Any
 
 from ._backends import BackendChoice, default_backend, skip_guards_on_xaffine
+from ._compile import register as _register
 from ._core import AffineGrads, affine, affine_backward, affine_jvp, affine_vjp
 from ._io import load, save
 from ._layer import Affine
@@ -22,6 +23,8 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+_register()
 
 
 def __getattr__(name: str) -> Any:

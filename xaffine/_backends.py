@@ -19,6 +19,7 @@ import operator
 import os
 import re
 import sys
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from types import ModuleType
@@ -27,6 +28,7 @@ from typing import Any, NamedTuple
 import array_api_compat
 import numpy as np
 
+from . import _compile
 from ._typing import Array, Device, Namespace
 
 __all__ = [
@@ -400,7 +402,7 @@ def _torch_matmul_add(a: Any, b: Any, c: Any) -> Any:
     # for float64 on CUDA, where addmm measured slower than the product and the add
     # together (on an H100: benchmarks/gpu_parts.py, docs/gpu.md). The method, not
     # torch.addmm: on the CPU nothing else is read (nothing to guard under torch.compile).
-    if c.ndim == 0 and tracing():
+    if c.ndim == 0 and _compile.compiling():
         # The one-output form under torch.compile: a product with a vector, as hand-written
         # code has it; inductor's max-autotune cannot lower one column plus a 0-d term.
         return (a @ b[:, 0] + c)[:, None]
@@ -883,30 +885,21 @@ def library_of(obj: object) -> str:
     return _LIBRARY_OF_PACKAGE.get(top, top)
 
 
-def tracing() -> bool:
-    """Whether torch.compile is tracing the caller: the checks then run once, at trace time.
-
-    The tracer reads ``is_dynamo_compiling()`` as True; called eagerly it returns False.
-    Code that holds caches across calls must skip them while tracing, or the compiled
-    code would be guarded on (and recompiled for) their contents.
-    """
-    torch = sys.modules.get("torch")
-    return torch is not None and bool(torch.compiler.is_dynamo_compiling())
-
-
 def skip_guards_on_xaffine(guard_entries: list[Any]) -> list[bool]:
-    """A ``guard_filter_fn`` for ``torch.compile``: keep every guard but those on xaffine's
-    own modules.
+    """Deprecated, and no longer needed: a ``guard_filter_fn`` for ``torch.compile`` that
+    keeps every guard but those on xaffine's own modules.
 
-    Each call of compiled code first checks its guards, the conditions under which it
-    stays valid: among them, that each function, table row and constant its traced Python
-    read is unchanged. For xaffine's checks and core that is some 110 guards, a few
-    microseconds per call at tiny sizes. A program does not reassign xaffine's internals,
-    so this filter drops the guards on them; every guard on the caller's own state stays:
-    its tensors (type, dtype, device, shape), its globals, a layer's settings.
-    Pass it as ``torch.compile(fn, options={"guard_filter_fn": skip_guards_on_xaffine})``.
-    A program that monkeypatches xaffine's modules after compiling must not use it.
+    xaffine's functions are now operations of torch.compile's graphs (``xaffine._compile``):
+    compiled code is guarded on the caller's tensors, as hand-written code is, and on a
+    handful of names of xaffine's for a layer. This filter still works, and warns; it will
+    be removed in a later release. Drop the ``guard_filter_fn`` option.
     """
+    warnings.warn(
+        "xaffine.skip_guards_on_xaffine is no longer needed: torch.compile'd xaffine is guarded "
+        "as hand-written code is; drop the guard_filter_fn option (it will be removed)",
+        DeprecationWarning,
+        stacklevel=2,
+    )
     return [not on_xaffine(entry.orig_guard.originating_source) for entry in guard_entries]
 
 
@@ -939,7 +932,7 @@ _NAMESPACES: dict[str, Namespace] = {}
 
 def namespace(module: str) -> Namespace:
     """The Array API namespace of the array module called `module` (its row's `array_api`)."""
-    traced = tracing()  # torch.compile would guard the compiled code on the memo's contents
+    traced = _compile.compiling()  # torch.compile would guard the compiled code on the memo's contents
     if not traced:
         found = _NAMESPACES.get(module)
         if found is not None:

@@ -54,6 +54,11 @@ class Prepared(NamedTuple):
     adopt: bool  # NumPy arguments become the library's arrays (`adopt`) before computing
     device: Device = None  # the computing library's arrays' device, or None where nothing is compared
     out_shape: tuple[Any, ...] = ()
+    # What the shapes decide, once per signature: the core reads these, not the arrays.
+    x_matrix: bool = False  # x is 2-D: its own matrix of rows
+    vector: bool = False  # the weight is 1-D: the one-output form
+    bias_array: bool = False  # the bias is an array (not None, not a number)
+    grad_signature: tuple[Any, ...] | None = None  # a gradient's that needs no more checks, where known
 
 
 def describe(a: object) -> str:
@@ -65,7 +70,14 @@ def describe(a: object) -> str:
 
 
 def is_number(value: object) -> bool:
-    return isinstance(value, _NUMBERS) and not isinstance(value, _BOOLS)
+    """A Python or NumPy number (not a bool), or torch.compile's symbolic one (`symbolic_number`)."""
+    return (isinstance(value, _NUMBERS) and not isinstance(value, _BOOLS)) or symbolic_number(value)
+
+
+def symbolic_number(value: object) -> bool:
+    """Whether `value` is a Python number made symbolic by torch.compile (``torch.SymFloat``, ``SymInt``)."""
+    kind = type(value)
+    return kind.__name__ in ("SymFloat", "SymInt") and kind.__module__ == "torch"
 
 
 _LARGEST = int(np.finfo(np.float64).max)

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _initializers
+from . import _compile, _initializers
 from ._backends import (
     FLOAT_DTYPES,
     Backend,
@@ -19,12 +19,12 @@ from ._backends import (
     library_of,
     library_row,
     resolve,
-    tracing,
     transfer,
 )
-from ._core import AffineGrads, affine_vjp
+from ._core import AffineGrads, affine, affine_backward, affine_vjp
 from ._dispatch import facts_of, refuse_matrices
 from ._typing import Array, Device, Namespace
+from ._validate import GRAD_NAMES
 
 __all__ = ["MAX_FEATURES", "Affine", "check_layout", "layer_from_state", "resolve_backend"]
 
@@ -37,20 +37,6 @@ class _Given(NamedTuple):
     """A new layer's parameters, given rather than drawn (`Affine.from_state_dict`'s)."""
 
     params: dict[str, Array]
-
-
-class _Forward(NamedTuple):
-    """What a forward leaves for its backward, stored in one assignment, so that a
-    backward never pairs one thread's saved input with another thread's id."""
-
-    vjp: Callable[..., AffineGrads]
-    thread: int | None  # None: recorded while torch.compile traced, where no thread is running it
-
-
-def _thread_id(traceable: bool) -> int | None:
-    # torch.compile cannot trace threading.get_ident (a graph break), and a compiled
-    # region replays no Python, so there is no thread to compare: the check is skipped.
-    return None if traceable and tracing() else threading.get_ident()
 
 
 def _check_features(name: str, value: object) -> None:
@@ -233,8 +219,7 @@ class Affine:
             _refuse_traced(traced, value, name)
         self.xp, self.device, self._params = namespace, where, params
         self._frozen: frozenset[str] = frozenset()
-        self._last: _Forward | None = None
-        self._traceable = row is not None and row.compiler == "torch.compile"
+        self._last: tuple[Callable[..., AffineGrads] | tuple[Any, ...], int | None] | None = None
         self._traced = traced
         self.input_grad = input_grad
         self.zero_grad()
@@ -306,12 +291,19 @@ class Affine:
     def freeze(self, *names: str) -> None:
         """Stop computing gradients for these parameters (all when none are named)."""
         self._frozen = self._frozen | _named(self._params, names)
-        self._wrt = _wanted(self._input_grad, "bias" in self._params, self._frozen)
+        self._want()
 
     def unfreeze(self, *names: str) -> None:
         """Compute gradients again for these parameters (all when none are named)."""
         self._frozen = self._frozen - _named(self._params, names)
+        self._want()
+
+    def _want(self) -> None:
+        """The gradients backward asks for: a set (which the functions take as is) and, for
+        torch.compile's graphs, which hold no sets, the same names as a tuple."""
         self._wrt = _wanted(self._input_grad, "bias" in self._params, self._frozen)
+        # (None for all three, the functions' default: one guard on compiled code, not four)
+        self._wrt_names = None if len(self._wrt) == len(GRAD_NAMES) else tuple(sorted(self._wrt))
 
     @property
     def input_grad(self) -> bool:
@@ -321,7 +313,7 @@ class Affine:
     @input_grad.setter
     def input_grad(self, value: bool) -> None:
         self._input_grad = bool(value)
-        self._wrt = _wanted(self._input_grad, "bias" in self._params, self._frozen)
+        self._want()
 
     @property
     def frozen(self) -> frozenset[str]:
@@ -332,10 +324,17 @@ class Affine:
 
     def forward(self, x: Array) -> Array:
         """``x @ weight.T + bias`` for `x` of shape (..., in_features); keeps what backward needs."""
-        _refuse_traced(self._traced, x, "x")
         params = self._params
+        # What backward needs is kept in one assignment, a pair (vjp, thread id), so that a
+        # backward never pairs one thread's saved input with another thread's id.
+        if _compile.compiling():  # torch.compile: two operations of the graph; no thread runs it
+            weight, bias = params["weight"], params.get("bias")
+            self._last = ((x, weight, bias), None)  # the inputs, not a function: nothing to rebuild per call
+            return affine(x, weight, bias)
+        if self._traced is not None:
+            _refuse_traced(self._traced, x, "x")
         out, vjp = affine_vjp(x, params["weight"], params.get("bias"))
-        self._last = _Forward(vjp, _thread_id(self._traceable))
+        self._last = (vjp, threading.get_ident())
         return out
 
     __call__ = forward
@@ -351,26 +350,36 @@ class Affine:
         ValueError, TypeError
             For a `grad` of the wrong shape, dtype, device or library.
         """
-        _refuse_traced(self._traced, grad, "grad")
+        compiled = _compile.compiling()
+        if not compiled and self._traced is not None:
+            _refuse_traced(self._traced, grad, "grad")
         last = self._last  # read once: another thread's forward may replace it meanwhile
         if last is None:
             msg = "backward() needs a forward() first: call the layer on an input"
             raise RuntimeError(msg)
-        thread = _thread_id(self._traceable)
-        if last.thread != thread and last.thread is not None and thread is not None:
+        saved, thread = last
+        if not compiled and thread is not None and thread != threading.get_ident():
             msg = (
                 "backward() was called from another thread than the last forward(): a layer keeps "
                 "one saved input, so use one layer per thread (the functions are thread-safe)"
             )
             raise RuntimeError(msg)
-        result = last.vjp(grad, wrt=self._wrt)
+        if callable(saved):
+            result = saved(grad, wrt=self._wrt)
+        elif not compiled:  # a compiled forward's inputs
+            result = affine_backward(grad, *saved, wrt=self._wrt)
+        elif self._wrt_names is None:
+            result = affine_backward(grad, *saved)
+        else:
+            result = affine_backward(grad, *saved, wrt=self._wrt_names)
+        dx, dw, db = result
         grads = self.grads
-        for name, new in (("weight", result.weight), ("bias", result.bias)):
+        for name, new in (("weight", dw), ("bias", db)):
             if new is not None:
                 old = grads[name]
                 # Rebinding, not +=: arrays of some backends (JAX) are immutable.
                 grads[name] = new if old is None else old + new
-        return result.x
+        return dx
 
     def zero_grad(self) -> None:
         """Forget the accumulated gradients (each becomes None)."""

@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from ._backends import library_of, library_row, tracing
+from . import _compile
+from ._backends import library_of, library_row
 from ._dispatch import (
     NO_NUMPY_ARGS,
     PYTHON_NUMBERS,
@@ -43,23 +44,47 @@ _SIGNATURES: dict[tuple[Any, ...], tuple[Prepared, bool, bool]] = {}
 _MAX_SIGNATURES = 256
 
 
-def prepare(x: Array, weight: Array, bias: Any, *, xp: Any = None) -> Prepared:
+def prepare(x: Any, weight: Any, bias: Any, *, xp: Any = None) -> Prepared:
     """Check the layer's inputs against each other (the rules and errors are ``affine``'s)."""
-    if type(x) is not np.ndarray and tracing():  # torch.compile would guard its code on the memo
+    kind = type(x)
+    if kind is not np.ndarray and _compile.compiling():  # torch.compile would guard its code on the memo
         return _prepare(x, weight, bias, xp)[0]
     try:
-        key = (*_signature(x), *_signature(weight), *_signature(bias), xp)
+        if _SIGNERS.get(kind) is _with_device and type(weight) is kind and (bias is None or type(bias) is kind):
+            # Tensors of one type (torch's): their `_with_device` signatures as one flat tuple,
+            # which hashes faster than nested ones (a seen signature is most of a call's checks).
+            key: tuple[Any, ...] = (
+                kind,
+                x.dtype,
+                x.shape,
+                x.device,
+                weight.dtype,
+                weight.shape,
+                weight.device,
+                None if bias is None else (bias.dtype, bias.shape, bias.device),
+                xp,
+            )
+        else:
+            key = (_signature(x), _signature(weight), _signature(bias), xp)
         known = _SIGNATURES.get(key)
     except (AttributeError, TypeError):  # not arrays, or unhashable: the full checks say what is wrong
         return _prepare(x, weight, bias, xp)[0]
     if known is None:
         known = _prepare(x, weight, bias, xp)
+        if _SIGNERS.get(kind) is _with_device and known[0].row.check is None:  # the key holds x's device
+            p, weight_device, bias_device = known
+            known = (
+                p._replace(grad_signature=(type(x), x.dtype, p.out_shape, p.device)),
+                weight_device and _SIGNERS.get(type(weight)) is not _with_device,
+                bias_device and _SIGNERS.get(type(bias)) is not _with_device,
+            )
         if len(_SIGNATURES) >= _MAX_SIGNATURES:
             _SIGNATURES.clear()  # a bound, rarely met: a program meets a few signatures
         _SIGNATURES[key] = known
         return known[0]
     prepared, weight_device, bias_device = known
-    _check_each(prepared, (x, "x"), (weight, "weight"), (bias, "bias"))
+    if prepared.row.check is not None:
+        _check_each(prepared, (x, "x"), (weight, "weight"), (bias, "bias"))
     if not (weight_device or bias_device):
         return prepared
     device = array_device(x)
@@ -69,10 +94,41 @@ def prepare(x: Array, weight: Array, bias: Any, *, xp: Any = None) -> Prepared:
 
 
 def _signature(a: Any) -> tuple[Any, ...]:
-    """What decides `a`'s checks but its device: type, dtype (byte order too), shape, weak type; an int's range."""
-    if a is None or type(a) in PYTHON_NUMBERS:
-        return type(a), past_float64(a)
+    """What decides `a`'s checks: type, dtype (byte order too), shape, weak type, and for
+    torch its device (`_with_device`); an int's range."""
+    signer = _SIGNERS.get(type(a))
+    return (signer if signer is not None else _signer(type(a)))(a)
+
+
+def _plain(a: Any) -> tuple[Any, ...]:
+    """`_signature` of an array whose device is compared on each call (or is the library's one)."""
     return type(a), a.dtype, a.shape, getattr(a, "weak_type", None), type(getattr(a, "_meta", None))
+
+
+def _with_device(a: Any) -> tuple[Any, ...]:
+    """`_signature` of a torch tensor: its device too, read as cheaply as its dtype, so that a
+    seen signature compares no devices (each attribute read of a tensor makes an object)."""
+    return type(a), a.dtype, a.shape, a.device
+
+
+def _number(a: Any) -> tuple[Any, ...]:
+    return type(a), past_float64(a)
+
+
+def _signer(kind: type) -> Any:
+    """The `_signature` of `kind`'s values, found once per type."""
+    if kind is type(None) or kind in PYTHON_NUMBERS:
+        found = _number
+    elif kind.__module__.partition(".")[0] == "torch" and hasattr(kind, "device"):
+        found = _with_device
+    else:
+        found = _plain
+    if len(_SIGNERS) < _MAX_SIGNATURES:
+        _SIGNERS[kind] = found
+    return found
+
+
+_SIGNERS: dict[type, Any] = {}
 
 
 def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> tuple[Prepared, bool, bool]:
@@ -90,7 +146,13 @@ def _prepare(x: Array, weight: Array, bias: Array | complex | None, xp: Any) -> 
         _check_like(bias, x, "bias", facts, device, numpy_args, host_name)
     compare = device is not None and "x" not in numpy_args
     return (
-        facts._replace(device=device, out_shape=x_shape[:-1] + w_shape[:-1]),
+        facts._replace(
+            device=device,
+            out_shape=x_shape[:-1] + w_shape[:-1],
+            x_matrix=len(x_shape) == 2,
+            vector=len(w_shape) == 1,
+            bias_array=bias_array,
+        ),
         compare and "weight" not in numpy_args,
         compare and bias_array and "bias" not in numpy_args,
     )
@@ -111,7 +173,7 @@ def _check_shapes(x_shape: tuple[Any, ...], w_shape: tuple[Any, ...]) -> None:
     if len(w_shape) not in (1, 2):
         msg = f"`weight` must be 2-D, shape (out_features, in_features), or 1-D, (in_features,); got shape {w_shape}"
         raise ValueError(msg)
-    if len(x_shape) > 2 and not all(isinstance(d, int) for d in x_shape[:-1]):
+    if len(x_shape) > 2 and not all(_known(d) for d in x_shape[:-1]):
         msg = (
             f"`x` has leading axes of unknown size (shape {x_shape}): call x.compute_chunk_sizes() (Dask) or reshape it"
         )
@@ -194,17 +256,31 @@ def _weak_number(a: Any, name: str, x: Array, facts: Prepared) -> bool:
     return _traced_number(a)
 
 
-def _dims_differ(a: object, b: object) -> bool:  # unknown sizes (None; Dask's nan) are not compared
-    return isinstance(a, int) and isinstance(b, int) and a != b
+def _known(size: object) -> bool:
+    """Whether a size is known: an int, or torch.compile's symbolic int (not None; not Dask's nan)."""
+    return isinstance(size, int) or type(size).__name__ == "SymInt"
+
+
+def _dims_differ(a: object, b: object) -> bool:  # unknown sizes are not compared
+    return _known(a) and _known(b) and a != b
 
 
 def _shapes_differ(a: tuple[Any, ...], b: tuple[Any, ...]) -> bool:
     return a != b and (len(a) != len(b) or any(_dims_differ(p, q) for p, q in zip(a, b, strict=True)))
 
 
-def check_grad(grad: Array, x: Array, prepared: Prepared, name: str = "grad") -> Prepared:
+def check_grad(grad: Any, x: Array, prepared: Prepared, name: str = "grad") -> Prepared:
     """Check the incoming gradient against the output (errors as ``affine_backward`` documents);
     a `grad` of a library that takes NumPy operands beside NumPy primals makes that library compute."""
+    expected = prepared.grad_signature  # (type, dtype, shape, device), torch's: a tensor like the output
+    if (
+        expected is not None
+        and type(grad) is expected[0]
+        and grad.dtype == expected[1]
+        and grad.shape == expected[2]
+        and grad.device == expected[3]
+    ):
+        return prepared
     _check_each(prepared, (grad, name))
     try:
         if (
@@ -235,7 +311,8 @@ def _join(a: Any, name: str, x: Array, prepared: Prepared) -> Prepared:
         new = facts_of(a, name)
         _check_each(new, (a, name))
         _check_like(a, x, name, new, None, frozenset((name,)))  # the dtype
-        return new._replace(device=None if new.single_device else array_device(a), out_shape=prepared.out_shape)
+        shapes = {k: getattr(prepared, k) for k in ("out_shape", "x_matrix", "vector", "bias_array")}
+        return new._replace(device=None if new.single_device else array_device(a), **shapes)
     _check_each(prepared, (a, name))
     numpy_args = frozenset((name,)) if mixable else NO_NUMPY_ARGS
     _check_like(a, x, name, prepared, prepared.device, numpy_args, "x" if library_of(x) == library else "weight")

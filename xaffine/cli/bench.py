@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from .._backends import Backend, BackendUnavailable, device_name, find_backend, on_xaffine, skip_guards_on_xaffine
+from .._backends import Backend, BackendUnavailable, device_name, find_backend
 from .._core import affine_vjp
 from .._typing import Array, Device, Namespace
 from ._shared import (
@@ -201,34 +201,20 @@ def _compiled_variants(
         return {}, _compare(ours, theirs)
     import torch
 
-    seen: dict[str, tuple[list[str], int, int]] = {}
+    seen: dict[str, tuple[list[str], int]] = {}
     for name, fn in (("xaffine", layer), ("hand", hand)):
         explained = torch._dynamo.explain(fn)(*args)
         nodes = [n for gm in explained.graphs for n in gm.graph.nodes if n.op in ("call_function", "call_method")]
-        guards = explained.out_guards
-        kept = sum(not on_xaffine(g.originating_source) for g in guards)
-        seen[name] = ([getattr(n.target, "__name__", str(n.target)) for n in nodes], len(guards), kept)
+        seen[name] = ([getattr(n.target, "__name__", str(n.target)) for n in nodes], len(explained.out_guards))
     mode = "reduce-overhead" if row.gpu else None
     ours_c, hand_c = (torch.compile(f, fullgraph=True, mode=mode) for f in (layer, hand))
-    # The same with xaffine's guard filter, which leaves the hand-written code's guards as they are.
-    options: dict[str, Any] = {"guard_filter_fn": skip_guards_on_xaffine}
-    if row.gpu:
-        options["triton.cudagraphs"] = True  # what mode="reduce-overhead" sets
-
-    def again(*args: Any) -> Any:  # a code object of its own: torch.compile keeps compiled code on it
-        return layer(*args)
-
-    filtered = torch.compile(again, fullgraph=True, options=options)
     variants: dict[str, Variant] = {
         "xaffine compiled": (lambda: ours_c(*args), row.wait),
         "hand compiled": (lambda: hand_c(*args), row.wait),
-        "xaffine compiled, filtered": (lambda: filtered(*args), row.wait),
     }
-    (ours, our_guards, our_kept), (theirs, their_guards, _) = seen["xaffine"], seen["hand"]
+    (ours, our_guards), (theirs, their_guards) = seen["xaffine"], seen["hand"]
     # Each call of compiled code first checks its guards: what the traced Python read.
-    return variants, (
-        f"{_compare(ours, theirs)}; guards: xaffine {our_guards} ({our_kept} with the filter), hand {their_guards}"
-    )
+    return variants, f"{_compare(ours, theirs)}; guards: xaffine {our_guards}, hand {their_guards}"
 
 
 def _primitives(jaxpr: Any) -> list[str]:
@@ -306,9 +292,8 @@ def bench(
     """Time forward+backward of every backend x dtype x shape; see the module docstring.
 
     `compiled` (torch and JAX backends) adds xaffine against the hand-written code under
-    the same compiler: ``torch.compile`` (the ratio ``compiled xaffine/hand``, and
-    ``compiled xaffine/hand, filtered`` with `skip_guards_on_xaffine`), or, for JAX,
-    whose variants already run under ``jax.jit``, the comparison of the two jaxprs.
+    the same compiler: ``torch.compile`` (the ratio ``compiled xaffine/hand``), or, for
+    JAX, whose variants already run under ``jax.jit``, the comparison of the two jaxprs.
 
     Raises
     ------
@@ -344,9 +329,6 @@ def bench(
                 if "xaffine compiled" in samples:
                     result.ratios["compiled xaffine/hand"] = _paired(
                         samples["xaffine compiled"], samples["hand compiled"]
-                    )
-                    result.ratios["compiled xaffine/hand, filtered"] = _paired(
-                        samples["xaffine compiled, filtered"], samples["hand compiled"]
                     )
                     if row.gpu:
                         result.ratios["compiled xaffine/eager"] = _paired(
