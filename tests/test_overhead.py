@@ -91,6 +91,43 @@ def test_a_seen_signature_still_compares_devices():
     assert moved.device == other
 
 
+@pytest.mark.parametrize("moved", ["x", "weight", "bias", "grad"])
+def test_a_seen_torch_signature_still_compares_devices(moved):
+    """torch tensors' signatures hold their devices: a seen one on the CPU does not let an
+    argument on another device through (torch's meta device: no GPU needed)."""
+    torch = pytest.importorskip("torch", reason="torch's signatures hold devices")
+    args = {k: torch.asarray(a) for k, a in zip(("x", "weight", "bias", "grad"), _inputs(), strict=True)}
+    affine_backward(args["grad"], args["x"], args["weight"], args["bias"])  # the signature is now known
+    _, vjp = affine_vjp(args["x"], args["weight"], args["bias"])
+    args[moved] = args[moved].to("meta")
+    pattern = rf"`x` is on device cpu but `{moved}` is on device meta"
+    if moved == "x":  # then x's device rules, and the weight is on another
+        pattern = r"`x` is on device meta but `weight` is on device cpu"
+    with pytest.raises(ValueError, match=pattern):
+        affine_backward(args["grad"], args["x"], args["weight"], args["bias"])
+    if moved == "grad":
+        with pytest.raises(ValueError, match=pattern):
+            vjp(args["grad"])
+    else:
+        with pytest.raises(ValueError, match=pattern):
+            affine(args["x"], args["weight"], args["bias"])
+    meta = {k: a.to("meta") for k, a in args.items()}  # all on one other device: fine
+    assert affine_backward(meta["grad"], meta["x"], meta["weight"], meta["bias"]).weight.device.type == "meta"
+
+
+def test_a_seen_torch_signature_still_checks_grad():
+    torch = pytest.importorskip("torch", reason="torch's gradients are compared to one signature")
+    x, w, b, g = (torch.asarray(a) for a in _inputs())
+    affine_backward(g, x, w, b)
+    for bad, exc, pattern in (
+        (g.double(), TypeError, "`x` and `grad` must share one dtype"),
+        (g[:2], ValueError, r"`grad` must have the output's shape \(3, 2\); got \(2, 2\)"),
+        (g.numpy(), TypeError, "arrays from more than one library"),
+    ):
+        with pytest.raises(exc, match=pattern):
+            affine_backward(bad, x, w, b)
+
+
 def test_the_vjp_does_not_check_the_inputs_again(count):
     x, w, b, g = _inputs()
     _out, vjp = affine_vjp(x, w, b)

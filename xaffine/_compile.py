@@ -1,7 +1,8 @@
 """xaffine's functions as single operations of torch.compile's graphs.
 
-Registered with ``torch.compiler.allow_in_graph``, `affine`, `affine_backward` and
-`affine_jvp` are written into the graph as calls: dynamo does not trace their Python, so
+Registered with ``torch.compiler.allow_in_graph`` (each through an `operation` of its own,
+which dynamo is told to trace in its place), `affine`, `affine_backward` and `affine_jvp`
+are written into the graph as calls: dynamo does not trace their Python, so
 the compiled code is guarded on the caller's tensors alone, as hand-written code is (a
 traced function is guarded on every function, table row and constant it read: some 140
 guards, checked on each call). AOTAutograd still runs them once on fake tensors, so
@@ -36,33 +37,70 @@ def compiling() -> bool:
     return False
 
 
+affine_backward: Any = None
+"""xaffine's `affine_backward`, once torch's compiler is loaded: what the traced `affine_vjp`'s
+`vjp` calls, as a global, so that a `vjp` returned from compiled code can be rebuilt."""
+
+
 def _allow(dynamo: Any) -> None:
-    global compiling  # the one rebinding, when torch's compiler is loaded
+    global compiling, affine_backward  # bound once, when torch's compiler is loaded
     import torch
 
     from . import _core
 
     for name in REGISTERED:
-        dynamo.allow_in_graph(getattr(_core, name))
+        public = getattr(_core, name)
+        operation = _operation(public)
+        dynamo.allow_in_graph(operation)
+        torch.compiler.substitute_in_graph(public)(_traced(operation))
+    torch.compiler.substitute_in_graph(_core.affine_vjp)(_traced_vjp(_core.affine))
+    affine_backward = _core.affine_backward
     compiling = torch.compiler.is_compiling
-    torch.compiler.substitute_in_graph(_core.affine_vjp)(_traced_vjp(_core.affine, _core.affine_backward))
 
 
-def _traced_vjp(affine: Any, affine_backward: Any) -> Any:
-    """What dynamo traces for `affine_vjp`: `affine`, and a `vjp` that calls `affine_backward`.
+def _operation(public: Any) -> Any:
+    """`public` as an operation of the graph (a function of its own, registered)."""
 
-    The two are this function's closure, not globals, so that dynamo guards on neither.
-    """
+    def operation(*args: Any, **kwargs: Any) -> Any:
+        return public(*args, **kwargs)
+
+    return operation
+
+
+def _traced(operation: Any) -> Any:
+    """What dynamo traces for a registered function: a call of its operation, with what a
+    graph cannot hold made what it can (`_graphable`). The operation is this function's
+    closure, not a global, so that dynamo guards on nothing of xaffine's."""
+
+    def traced(*args: Any, **kwargs: Any) -> Any:
+        xp, wrt = kwargs.get("xp"), kwargs.get("wrt")
+        if xp is not None or not (wrt is None or wrt.__class__ in (str, tuple)):  # (no guard in the usual case)
+            kwargs = _graphable(kwargs)
+        return operation(*args, **kwargs)
+
+    return traced
+
+
+def _graphable(options: dict[str, Any]) -> dict[str, Any]:
+    """`xp` a module made its name (``"torch"``), `wrt` a set made a tuple: a graph holds neither."""
+    xp, wrt = options.get("xp"), options.get("wrt")
+    if xp is not None and not isinstance(xp, str) and hasattr(xp, "__name__"):
+        options = {**options, "xp": xp.__name__.removeprefix("array_api_compat.")}
+    if isinstance(wrt, (set, frozenset)):
+        options = {**options, "wrt": tuple(sorted(wrt))}
+    return options
+
+
+def _traced_vjp(affine: Any) -> Any:
+    """What dynamo traces for `affine_vjp`: `affine`, and a `vjp` that calls `affine_backward`."""
 
     def affine_vjp(x: Any, weight: Any, bias: Any = None, /, *, xp: Any = None) -> tuple[Any, Any]:
         def vjp(grad: Any, *, wrt: Any = None) -> Any:
             if wrt is None:  # (not GRAD_NAMES as the default: a guard on it)
                 return affine_backward(grad, x, weight, bias)
-            if isinstance(wrt, (set, frozenset)):  # a graph holds tuples, not sets
-                wrt = tuple(sorted(wrt))
             return affine_backward(grad, x, weight, bias, wrt=wrt)
 
-        return affine(x, weight, bias, xp=xp), vjp
+        return (affine(x, weight, bias) if xp is None else affine(x, weight, bias, xp=xp)), vjp
 
     return affine_vjp
 
