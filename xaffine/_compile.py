@@ -46,7 +46,7 @@ def _allow(dynamo: Any) -> None:
     global compiling, affine_backward  # bound once, when torch's compiler is loaded
     import torch
 
-    from . import _core
+    from . import _core, _layer
 
     for name in REGISTERED:
         public = getattr(_core, name)
@@ -54,6 +54,8 @@ def _allow(dynamo: Any) -> None:
         dynamo.allow_in_graph(operation)
         torch.compiler.substitute_in_graph(public)(_traced(operation))
     torch.compiler.substitute_in_graph(_core.affine_vjp)(_traced_vjp(_core.affine))
+    for method, traced in _layer.traced_methods(_core.affine, _core.affine_backward).items():
+        torch.compiler.substitute_in_graph(method)(traced)
     affine_backward = _core.affine_backward
     compiling = torch.compiler.is_compiling
 

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from . import _compile, _initializers
+from . import _initializers
 from ._backends import (
     FLOAT_DTYPES,
     Backend,
@@ -21,7 +21,7 @@ from ._backends import (
     resolve,
     transfer,
 )
-from ._core import AffineGrads, affine, affine_backward, affine_vjp
+from ._core import AffineGrads, affine_backward, affine_vjp
 from ._dispatch import facts_of, refuse_matrices
 from ._typing import Array, Device, Namespace
 from ._validate import GRAD_NAMES
@@ -219,7 +219,7 @@ class Affine:
             _refuse_traced(traced, value, name)
         self.xp, self.device, self._params = namespace, where, params
         self._frozen: frozenset[str] = frozenset()
-        self._last: tuple[Callable[..., AffineGrads] | tuple[Any, ...], int | None] | None = None
+        self._last: tuple[Any, int | None] | None = None  # (a vjp, or a compiled forward's inputs; a thread id)
         self._traced = traced
         self.input_grad = input_grad
         self.zero_grad()
@@ -324,18 +324,7 @@ class Affine:
 
     def forward(self, x: Array) -> Array:
         """``x @ weight.T + bias`` for `x` of shape (..., in_features); keeps what backward needs."""
-        params = self._params
-        # What backward needs is kept in one assignment, a pair (vjp, thread id), so that a
-        # backward never pairs one thread's saved input with another thread's id.
-        if _compile.compiling():  # torch.compile: two operations of the graph; no thread runs it
-            weight, bias = params["weight"], params.get("bias")
-            self._last = ((x, weight, bias), None)  # the inputs, not a function: nothing to rebuild per call
-            return affine(x, weight, bias)
-        if self._traced is not None:
-            _refuse_traced(self._traced, x, "x")
-        out, vjp = affine_vjp(x, params["weight"], params.get("bias"))
-        self._last = (vjp, threading.get_ident())
-        return out
+        return _forward(self, x)
 
     __call__ = forward
 
@@ -350,36 +339,7 @@ class Affine:
         ValueError, TypeError
             For a `grad` of the wrong shape, dtype, device or library.
         """
-        compiled = _compile.compiling()
-        if not compiled and self._traced is not None:
-            _refuse_traced(self._traced, grad, "grad")
-        last = self._last  # read once: another thread's forward may replace it meanwhile
-        if last is None:
-            msg = "backward() needs a forward() first: call the layer on an input"
-            raise RuntimeError(msg)
-        saved, thread = last
-        if not compiled and thread is not None and thread != threading.get_ident():
-            msg = (
-                "backward() was called from another thread than the last forward(): a layer keeps "
-                "one saved input, so use one layer per thread (the functions are thread-safe)"
-            )
-            raise RuntimeError(msg)
-        if callable(saved):
-            result = saved(grad, wrt=self._wrt)
-        elif not compiled:  # a compiled forward's inputs
-            result = affine_backward(grad, *saved, wrt=self._wrt)
-        elif self._wrt_names is None:
-            result = affine_backward(grad, *saved)
-        else:
-            result = affine_backward(grad, *saved, wrt=self._wrt_names)
-        dx, dw, db = result
-        grads = self.grads
-        for name, new in (("weight", dw), ("bias", db)):
-            if new is not None:
-                old = grads[name]
-                # Rebinding, not +=: arrays of some backends (JAX) are immutable.
-                grads[name] = new if old is None else old + new
-        return dx
+        return _backward(self, grad)
 
     def zero_grad(self) -> None:
         """Forget the accumulated gradients (each becomes None)."""
@@ -430,6 +390,81 @@ class Affine:
             f"bias={'bias' in self._params}, backend={library_of(self.xp)}, device={device_name(self.device)}, "
             f"dtype={dtype_name(self.dtype)})"
         )
+
+
+_NO_FORWARD = "backward() needs a forward() first: call the layer on an input"
+
+
+# The methods' bodies, as functions: torch.compile traces its own version of each
+# (`traced_methods`), found by the function (a method it meets on an object, it would not).
+def _forward(layer: Affine, x: Array) -> Array:
+    if layer._traced is not None:
+        _refuse_traced(layer._traced, x, "x")
+    params = layer._params
+    out, vjp = affine_vjp(x, params["weight"], params.get("bias"))
+    # What backward needs is kept in one assignment, a pair (vjp, thread id), so that a
+    # backward never pairs one thread's saved input with another thread's id.
+    layer._last = (vjp, threading.get_ident())
+    return out
+
+
+def _backward(layer: Affine, grad: Array) -> Array | None:
+    if layer._traced is not None:
+        _refuse_traced(layer._traced, grad, "grad")
+    last = layer._last  # read once: another thread's forward may replace it meanwhile
+    if last is None:
+        raise RuntimeError(_NO_FORWARD)
+    saved, thread = last
+    if thread is not None and thread != threading.get_ident():
+        msg = (
+            "backward() was called from another thread than the last forward(): a layer keeps "
+            "one saved input, so use one layer per thread (the functions are thread-safe)"
+        )
+        raise RuntimeError(msg)
+    if saved.__class__ is tuple:  # a compiled forward's inputs
+        return _accumulate(layer.grads, affine_backward(grad, *saved, wrt=layer._wrt))
+    return _accumulate(layer.grads, saved(grad, wrt=layer._wrt))
+
+
+def _accumulate(grads: dict[str, Array | None], result: AffineGrads) -> Array | None:
+    """Add a backward's weight and bias gradients into a layer's `grads`; its input's gradient."""
+    dx, dw, db = result
+    for name, new in (("weight", dw), ("bias", db)):
+        if new is not None:
+            old = grads[name]
+            # Rebinding, not +=: arrays of some backends (JAX) are immutable.
+            grads[name] = new if old is None else old + new
+    return dx
+
+
+def traced_methods(affine: Callable[..., Array], affine_backward: Callable[..., AffineGrads]) -> dict[Any, Any]:
+    """What torch.compile traces for a layer's `forward` and `backward` (``xaffine._compile``):
+    their bodies' functions, `_forward` and `_backward`.
+
+    The same steps but two: no thread is recorded (no thread runs compiled code), and the
+    forward keeps its inputs, for the backward's `affine_backward`, rather than a vjp. The
+    functions (and `tuple`) are this function's closure, not globals, so that compiled code
+    is guarded on the layer's own state alone.
+    """
+    tuple_, accumulate = tuple, _accumulate
+
+    def forward(layer: Affine, x: Array) -> Array:
+        params = layer._params
+        weight, bias = params["weight"], params.get("bias")
+        layer._last = ((x, weight, bias), None)
+        return affine(x, weight, bias)
+
+    def backward(layer: Affine, grad: Array) -> Array | None:
+        last = layer._last
+        if last is None:
+            raise RuntimeError(_NO_FORWARD)
+        saved, names = last[0], layer._wrt_names
+        if saved.__class__ is not tuple_:  # an eager forward's vjp
+            return accumulate(layer.grads, saved(grad, wrt=layer._wrt))
+        result = affine_backward(grad, *saved) if names is None else affine_backward(grad, *saved, wrt=names)
+        return accumulate(layer.grads, result)
+
+    return {_forward: forward, _backward: backward}
 
 
 def _wanted(input_grad: bool, has_bias: bool, frozen: frozenset[str]) -> frozenset[str]:
