@@ -66,6 +66,7 @@ def _operation(public: Any) -> Any:
     def operation(*args: Any, **kwargs: Any) -> Any:
         return public(*args, **kwargs)
 
+    operation.__name__ = operation.__qualname__ = public.__name__  # the graph's node names it
     return operation
 
 

@@ -362,6 +362,24 @@ def check_wrt(wrt: object) -> frozenset[str]:
         return _ALL_GRADS
     if type(wrt) is frozenset and wrt <= _ALL_GRADS:
         return wrt
+    if type(wrt) is str or type(wrt) is tuple:
+        try:
+            known = _WANTED.get(wrt)
+        except TypeError:  # a tuple holding something unhashable: the checks say what
+            known = None
+        if known is not None:
+            return known
+        names = _check_wrt(wrt)  # raises for anything but names
+        if len(_WANTED) < 64:
+            _WANTED[wrt] = names
+        return names
+    return _check_wrt(wrt)
+
+
+_WANTED: dict[Any, frozenset[str]] = {}  # a name, or a tuple of names, seen before: its set
+
+
+def _check_wrt(wrt: object) -> frozenset[str]:
     if not isinstance(wrt, Iterable) or isinstance(wrt, bytes):
         msg = f"`wrt` must be a name or an iterable of names ('x', 'weight', 'bias'); got {describe(wrt)}"
         raise TypeError(msg)
