@@ -260,6 +260,26 @@ def test_torch_compile_in_a_fresh_process(imports):
     assert guards < 40, "the functions were traced, not registered"  # (some 200 when traced)
 
 
+def test_registration_waits_for_torchs_compiler():
+    """Importing xaffine imports no torch, nor does importing torch then load its compiler;
+    the functions are registered when the compiler is imported."""
+    _torch()
+    code = (
+        "import sys, xaffine\n"
+        "assert 'torch' not in sys.modules\n"
+        "import torch\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "from xaffine import _compile\n"
+        "assert _compile.compiling() is False and _compile.affine_backward is None\n"
+        "import torch._dynamo\n"
+        "assert _compile.compiling is torch.compiler.is_compiling\n"
+        "assert _compile.affine_backward is xaffine.affine_backward\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+
+
 def test_torch_compile_what_a_graph_cannot_hold(fresh_caches):
     """A module as `xp`, a set as `wrt`, and a vjp returned from compiled code: each as eagerly."""
     torch = _torch()
