@@ -280,6 +280,37 @@ def test_registration_waits_for_torchs_compiler():
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.parametrize(
+    "case",
+    [
+        "for m in [m for m in sys.modules if m.startswith('xaffine')]: del sys.modules[m]\nimport xaffine",
+        "import torch._dynamo, importlib\nimportlib.reload(xaffine)",
+        "del torch.compiler.substitute_in_graph",
+    ],
+    ids=["imported twice", "reloaded", "an older torch"],
+)
+def test_registration_never_breaks_torchs_compiler(case):
+    """xaffine imported twice or reloaded registers once; where registering fails (a torch
+    without what it needs), it warns, and torch.compile works, xaffine's functions included."""
+    _torch()
+    code = (
+        "import sys, warnings\nimport torch, xaffine\n"
+        f"{case}\n"
+        "with warnings.catch_warnings(record=True) as seen:\n"
+        "    warnings.simplefilter('always')\n"
+        "    import torch._dynamo\n"
+        "print([str(w.message) for w in seen if w.category is RuntimeWarning])\n"
+        "x, w = torch.ones(2, 3), torch.ones(4, 3)\n"
+        "out = torch.compile(lambda x, w: xaffine.affine(x, w), backend='eager', fullgraph=True)(x, w)\n"
+        "assert torch.equal(out, x @ w.T)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    warned = "could not register its functions with torch.compile" in done.stdout
+    assert warned == (case.startswith("del")), done.stdout
+
+
 def test_torch_compile_what_a_graph_cannot_hold(fresh_caches):
     """A module as `xp`, a set as `wrt`, and a vjp returned from compiled code: each as eagerly."""
     torch = _torch()
@@ -298,6 +329,30 @@ def test_torch_compile_what_a_graph_cannot_hold(fresh_caches):
     _close((found.weight, found.bias), (g.T @ x, g.sum(0)))
     with pytest.raises(torch._dynamo.exc.TorchRuntimeError, match="`xp` is numpy's namespace"):
         torch.compile(lambda x, w: affine(x, w, xp=np), fullgraph=True, backend="eager")(x, w)
+    jnp = pytest.importorskip("jax.numpy", reason="a module named jax.numpy as xp")
+    with pytest.raises(torch._dynamo.exc.TorchRuntimeError, match="`xp` is jax's namespace"):
+        torch.compile(lambda x, w: affine(x, w, xp=jnp), fullgraph=True, backend="eager")(x, w)
+    with pytest.raises(TypeError, match="`wrt` must be a name or an iterable of names"):
+        vjp(g, wrt=None)  # as eagerly: None is not "all three"
+
+
+# NumPy code under torch.compile breaks the graph where dynamo cannot trace (the thread id), and says so.
+@pytest.mark.filterwarnings("ignore:Dynamo does not know how to trace:UserWarning")
+def test_torch_compile_numpy_arrays_stay_numpy(fresh_caches):
+    """NumPy arguments under torch.compile go through xaffine's Python (traced as NumPy code),
+    not the operations, which would take them as tensors: NumPy results, NumPy's rules."""
+    torch = _torch()
+    g, x, w, b = _host(FUNCTIONS["affine_backward"][2])
+    out = torch.compile(lambda x, w, b: affine(x, w, b), backend="eager")(x, w, b)
+    assert type(out) is np.ndarray
+    _close(out, x @ w.T + b)
+    grads = torch.compile(lambda g, x, w, b: affine_backward(g, x, w, b), backend="eager")(g, x, w, b)
+    assert all(type(a) is np.ndarray for a in grads)
+    layer = Affine(3, 5, xp="numpy", dtype="float64", seed=0)
+    step = torch.compile(lambda x, g: (layer(x), layer.backward(g)), backend="eager")
+    assert all(type(a) is np.ndarray for a in (*step(x, g), layer.grads["weight"], layer.grads["bias"]))
+    with pytest.raises(TypeError, match="arrays from more than one library"):
+        torch.compile(lambda x, w: affine(x, w), backend="eager")(x, torch.asarray(w))
 
 
 @pytest.mark.parametrize("dynamic", [True, None])

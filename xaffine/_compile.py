@@ -16,8 +16,11 @@ program that never compiles never loads the compiler.
 
 from __future__ import annotations
 
+import types
+import warnings
 from typing import Any
 
+import numpy as np
 import wrapt
 
 __all__ = ["REGISTERED", "compiling", "register"]
@@ -43,21 +46,32 @@ affine_backward: Any = None
 
 
 def _allow(dynamo: Any) -> None:
-    global compiling, affine_backward  # bound once, when torch's compiler is loaded
+    global compiling, affine_backward  # bound when torch's compiler is loaded
     import torch
 
     from . import _core, _layer
 
-    for name in REGISTERED:
-        public = getattr(_core, name)
-        operation = _operation(public)
-        dynamo.allow_in_graph(operation)
-        torch.compiler.substitute_in_graph(public)(_traced(operation))
-    torch.compiler.substitute_in_graph(_core.affine_vjp)(_traced_vjp(_core.affine))
-    for method, traced in _layer.traced_methods(_core.affine, _core.affine_backward).items():
-        torch.compiler.substitute_in_graph(method)(traced)
-    affine_backward = _core.affine_backward
     compiling = torch.compiler.is_compiling
+    affine_backward = _core.affine_backward
+    if getattr(_core.affine, "__xaffine_compiled__", False):  # a second import of xaffine, a reload
+        return
+    _core.affine.__xaffine_compiled__ = True  # type: ignore[attr-defined]
+    try:
+        substitute = torch.compiler.substitute_in_graph
+        for name in REGISTERED:
+            public = getattr(_core, name)
+            operation = _operation(public)
+            dynamo.allow_in_graph(operation)
+            substitute(public)(_traced(operation, _copy(public)))
+        substitute(_core.affine_vjp)(_traced_vjp(_core.affine))
+        for method, traced in _layer.traced_methods(_core.affine, _core.affine_backward).items():
+            substitute(method)(traced)
+    except Exception as exc:  # (a torch that lacks what this needs: its compiler must still load)
+        msg = (
+            f"xaffine could not register its functions with torch.compile ({exc!r}); compiled code "
+            "traces them instead, and is guarded on what they read"
+        )
+        warnings.warn(msg, RuntimeWarning, stacklevel=2)
 
 
 def _operation(public: Any) -> Any:
@@ -70,12 +84,35 @@ def _operation(public: Any) -> Any:
     return operation
 
 
-def _traced(operation: Any) -> Any:
+def _copy(public: Any) -> Any:
+    """`public` as another function object of the same code: one dynamo traces through (it
+    substitutes `public` itself), for NumPy arguments."""
+    copy = types.FunctionType(public.__code__, public.__globals__, public.__name__, public.__defaults__)
+    copy.__kwdefaults__ = public.__kwdefaults__
+    return copy
+
+
+def _traced(operation: Any, python: Any) -> Any:
     """What dynamo traces for a registered function: a call of its operation, with what a
-    graph cannot hold made what it can (`_graphable`). The operation is this function's
-    closure, not a global, so that dynamo guards on nothing of xaffine's."""
+    graph cannot hold made what it can (`_graphable`). NumPy arguments, which dynamo would
+    hand the operation as tensors (so that it would give tensors back, and take them beside
+    torch's), go through the function's Python (`python`), traced as NumPy code. What it
+    reads is this function's closure, not globals, so that dynamo guards on nothing of xaffine's."""
+    ndarray, tuple_, isinstance_ = np.ndarray, tuple, isinstance  # (builtins as globals: a guard on each)
+
+    def numpy_in(args: tuple[Any, ...]) -> bool:  # (dynamo's NumPy arrays say another __class__)
+        for a in args:
+            if isinstance_(a, ndarray):
+                return True
+            if isinstance_(a, tuple_):  # affine_jvp's tangents
+                for t in a:
+                    if isinstance_(t, ndarray):
+                        return True
+        return False
 
     def traced(*args: Any, **kwargs: Any) -> Any:
+        if numpy_in(args):
+            return python(*args, **kwargs)
         xp, wrt = kwargs.get("xp"), kwargs.get("wrt")
         if xp is not None or not (wrt is None or wrt.__class__ in (str, tuple)):  # (no guard in the usual case)
             kwargs = _graphable(kwargs)
@@ -85,10 +122,13 @@ def _traced(operation: Any) -> Any:
 
 
 def _graphable(options: dict[str, Any]) -> dict[str, Any]:
-    """`xp` a module made its name (``"torch"``), `wrt` a set made a tuple: a graph holds neither."""
+    """`xp` a module made its library's name (``"torch"``), `wrt` a set made a tuple: a
+    graph holds neither."""
+    from ._backends import library_of
+
     xp, wrt = options.get("xp"), options.get("wrt")
-    if xp is not None and not isinstance(xp, str) and hasattr(xp, "__name__"):
-        options = {**options, "xp": xp.__name__.removeprefix("array_api_compat.")}
+    if xp is not None and not isinstance(xp, str):
+        options = {**options, "xp": library_of(xp)}
     if isinstance(wrt, (set, frozenset)):
         options = {**options, "wrt": tuple(sorted(wrt))}
     return options
@@ -98,8 +138,10 @@ def _traced_vjp(affine: Any) -> Any:
     """What dynamo traces for `affine_vjp`: `affine`, and a `vjp` that calls `affine_backward`."""
 
     def affine_vjp(x: Any, weight: Any, bias: Any = None, /, *, xp: Any = None) -> tuple[Any, Any]:
-        def vjp(grad: Any, *, wrt: Any = None) -> Any:
-            if wrt is None:  # (not GRAD_NAMES as the default: a guard on it)
+        # The default, all three: `...`, a constant (GRAD_NAMES would be a guard; None is refused
+        # eagerly, and so must be here; an object of this closure could not be rebuilt).
+        def vjp(grad: Any, *, wrt: Any = ...) -> Any:
+            if wrt is ...:
                 return affine_backward(grad, x, weight, bias)
             return affine_backward(grad, x, weight, bias, wrt=wrt)
 
