@@ -78,6 +78,14 @@ def _close(actual: Any, expected: Any) -> None:
 # -- torch.compile ------------------------------------------------------------------------
 
 
+def _python(code: str) -> subprocess.CompletedProcess[str]:
+    """`code` run in a fresh Python process with this one's path; it must exit cleanly."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    return done
+
+
 def _torch() -> Any:
     return pytest.importorskip("torch", reason="torch.compile and torch.func need torch")
 
@@ -252,9 +260,7 @@ def test_torch_compile_in_a_fresh_process(imports):
         print(counter.frame_count, len(torch._dynamo.explain(step)(x, w, b, g).out_guards))
         """
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
-    assert done.returncode == 0, done.stderr
+    done = _python(code)
     frames, guards = (int(n) for n in done.stdout.split())
     assert frames == 1
     assert guards < 40, "the functions were traced, not registered"  # (some 200 when traced)
@@ -275,9 +281,7 @@ def test_registration_waits_for_torchs_compiler():
         "assert _compile.compiling is torch.compiler.is_compiling\n"
         "assert _compile.affine_backward is xaffine.affine_backward\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
-    assert done.returncode == 0, done.stderr
+    _python(code)
 
 
 @pytest.mark.parametrize(
@@ -304,9 +308,7 @@ def test_registration_never_breaks_torchs_compiler(case):
         "out = torch.compile(lambda x, w: xaffine.affine(x, w), backend='eager', fullgraph=True)(x, w)\n"
         "assert torch.equal(out, x @ w.T)\n"
     )
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=False)
-    assert done.returncode == 0, done.stderr
+    done = _python(code)
     warned = "could not register its functions with torch.compile" in done.stdout
     assert warned == (case.startswith("del")), done.stdout
 
