@@ -28,6 +28,7 @@ from ._dispatch import (
     past_float64,
     refuse_matrices,
     refuse_past_float64,
+    symbolic_number,
 )
 from ._typing import Array, Device
 
@@ -257,8 +258,8 @@ def _weak_number(a: Any, name: str, x: Array, facts: Prepared) -> bool:
 
 
 def _known(size: object) -> bool:
-    """Whether a size is known: an int, or torch.compile's symbolic int (not None; not Dask's nan)."""
-    return isinstance(size, int) or type(size).__name__ == "SymInt"
+    """Whether a size is known: an int, or torch.compile's symbolic one (not None; not Dask's nan)."""
+    return isinstance(size, int) or symbolic_number(size)
 
 
 def _dims_differ(a: object, b: object) -> bool:  # unknown sizes are not compared
